@@ -1,0 +1,148 @@
+"""The `grail` command line: one subcommand per stage, plus run/status and asset tools.
+
+Bad input ends with one line on stderr (`error: file: field: reason`) and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from grail.errors import GrailError
+
+app = typer.Typer(help="GRAIL: 3D scenes and video priors to Unitree G1 loco-manipulation data.", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+
+def _mount_subapps() -> None:
+    from grail.assets.cli import app as assets_app
+    from grail.character.cli import app as character_app
+
+    app.add_typer(assets_app, name="assets", help="Make, import and inspect object and terrain assets.")
+    app.add_typer(character_app, name="character", help="The G1-proportioned character: fit and inspect.")
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _compose_many(template: Path, seed: int, num: int, out: Path, width: Optional[int], height: Optional[int], force: bool) -> list:
+    from grail.scene.compose import ComposeOptions, compose_sequence
+
+    options = ComposeOptions(width=width, height=height)
+    results = []
+    with _progress() as progress:
+        task = progress.add_task(f"compose {template.stem}", total=num)
+        for s in range(seed, seed + num):
+            progress.update(task, description=f"compose {template.stem} seed {s}")
+            seq, result = compose_sequence(template, s, out, options, force=force)
+            verb = "skipped (done)" if result.skipped else f"done in {result.seconds:.2f} s"
+            progress.console.print(f"{seq.path}: scene {verb}")
+            results.append((seq, result))
+            progress.advance(task)
+    return results
+
+
+@app.command()
+def compose(
+    template: Path = typer.Argument(..., help="Scene template YAML (see scenes/)."),
+    seed: int = typer.Option(0, help="First seed; the same template and seed give identical files."),
+    num: int = typer.Option(1, min=1, help="Number of consecutive seeds to compose."),
+    out: Path = typer.Option(Path("out"), help="Output root; each sequence is <out>/<template>_s<seed>/."),
+    width: Optional[int] = typer.Option(None, min=16, max=4096, help="Render width (default: the template's, 1280)."),
+    height: Optional[int] = typer.Option(None, min=16, max=4096, help="Render height (default: the template's, 720)."),
+    force: bool = typer.Option(False, "--force", help="Redo the stage even when it is done."),
+) -> None:
+    """Compose simulator-ready scenes: assets, settling, character, camera, renders."""
+    _compose_many(template, seed, num, out, width, height, force)
+
+
+@app.command()
+def run(
+    template: Path = typer.Argument(Path("scenes/pickup_table.yaml"), help="Scene template YAML."),
+    seed: int = typer.Option(0, help="First seed."),
+    num: int = typer.Option(1, min=1, help="Number of consecutive seeds."),
+    out: Path = typer.Option(Path("out"), help="Output root."),
+    width: Optional[int] = typer.Option(640, min=16, max=4096, help="Render width."),
+    height: Optional[int] = typer.Option(360, min=16, max=4096, help="Render height."),
+    force: bool = typer.Option(False, "--force", help="Redo stages even when done."),
+) -> None:
+    """All data stages available so far (compose) for one or more seeds on this machine."""
+    results = _compose_many(template, seed, num, out, width, height, force)
+    for seq, _ in results:
+        _print_status(seq.path)
+
+
+@app.command()
+def status(paths: list[Path] = typer.Argument(..., help="Sequence directories or an output root.")) -> None:
+    """Show each sequence's stages: status, seconds, errors."""
+    dirs: list[Path] = []
+    for p in paths:
+        if (p / "sequence.json").is_file():
+            dirs.append(p)
+        elif p.is_dir():
+            dirs.extend(sorted(d.parent for d in p.glob("*/sequence.json")))
+        else:
+            raise GrailError("not a sequence directory or output root", file=p)
+    if not dirs:
+        raise GrailError("no sequences found", file=paths[0])
+    for d in dirs:
+        _print_status(d)
+
+
+def _print_status(directory: Path) -> None:
+    from grail.sequence import Sequence
+
+    record = Sequence.open(directory).record()
+    table = Table(title=f"{record['id']}  (grail {record['grail_version']})", show_lines=False)
+    for col in ("stage", "status", "seconds", "finished", "error"):
+        table.add_column(col)
+    for name, entry in record["stages"].items():
+        seconds = f"{entry['seconds']:.2f}" if entry.get("seconds") is not None else ""
+        table.add_row(name, entry["status"], seconds, entry.get("finished") or "", entry.get("error") or "")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning bad input into one line and exit code 1."""
+    _mount_subapps()
+    try:
+        app(args=argv, standalone_mode=False)
+    except GrailError as err:
+        console.print(f"[red]error:[/red] {err.one_line()}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: finished stages are kept; rerun to resume")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors carry their own message and exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Drop free bodies a little and let MuJoCo bring them to rest, so nothing floats or overlaps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from grail.errors import GrailError
+
+
+@dataclass
+class SettleResult:
+    poses: dict[str, tuple[np.ndarray, np.ndarray]]  # body name -> (pos, quat wxyz)
+    simulated_s: float
+    max_penetration_m: float
+    max_speed: float
+
+
+def free_bodies(model: mujoco.MjModel) -> list[str]:
+    names = []
+    for j in range(model.njnt):
+        if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+            names.append(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, model.jnt_bodyid[j]))
+    return names
+
+
+def max_penetration(model: mujoco.MjModel, data: mujoco.MjData) -> float:
+    """Deepest contact overlap among collision geoms (0 when nothing overlaps)."""
+    if data.ncon == 0:
+        return 0.0
+    return float(max(0.0, -float(np.min(data.contact.dist[: data.ncon]))))
+
+
+def settle(
+    model: mujoco.MjModel,
+    data: mujoco.MjData,
+    max_time_s: float = 3.0,
+    min_time_s: float = 0.4,
+    rest_speed: float = 2e-3,
+    rest_time_s: float = 0.2,
+) -> SettleResult:
+    """Simulate until every free body has stayed slower than `rest_speed` (m/s and rad/s) for
+    `rest_time_s`; bodies start from the model's initial pose."""
+    names = free_bodies(model)
+    mujoco.mj_forward(model, data)
+    steps_needed = int(round(rest_time_s / model.opt.timestep))
+    max_steps = int(round(max_time_s / model.opt.timestep))
+    calm = 0
+    speed = 0.0
+    for step in range(max_steps):
+        mujoco.mj_step(model, data)
+        speed = float(np.max(np.abs(data.qvel))) if model.nv else 0.0
+        calm = calm + 1 if speed < rest_speed else 0
+        if calm >= steps_needed and step * model.opt.timestep >= min_time_s:
+            break
+    else:
+        if speed > 20 * rest_speed:
+            raise GrailError(f"objects still moving after {max_time_s:.1f} s of settling (speed {speed:.3f})", field="settle")
+    mujoco.mj_forward(model, data)
+    poses = {}
+    for name in names:
+        body = model.body(name)
+        poses[name] = (data.xpos[body.id].copy(), data.xquat[body.id].copy())
+    return SettleResult(
+        poses=poses,
+        simulated_s=float(data.time),
+        max_penetration_m=max_penetration(model, data),
+        max_speed=speed,
+    )
