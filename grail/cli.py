@@ -5,7 +5,6 @@ Bad input ends with one line on stderr (`error: file: field: reason`) and exit c
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -37,7 +36,8 @@ def _progress() -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        transient=False,
+        transient=True,  # an error after it stays a single line
+        disable=not console.is_terminal,
     )
 
 

@@ -118,11 +118,12 @@ _ANNY = None
 
 
 def anny_version() -> str:
-    try:
-        import anny
+    """Anny's installed version, read from package metadata (importing anny costs seconds)."""
+    from importlib import metadata
 
-        return str(anny.__version__)
-    except Exception:  # pragma: no cover - import failure reported by get_anny_model
+    try:
+        return metadata.version("anny")
+    except metadata.PackageNotFoundError:  # pragma: no cover - reported by get_anny_model
         return "unknown"
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +15,8 @@ from grail.character.anny_body import (
     R_ANNY_TO_WORLD,
     CharacterShape,
     anny_rest_arrays,
+    anny_version,
+    grail_cache_dir,
 )
 from grail.errors import GrailError
 
@@ -46,6 +51,41 @@ class CharacterModel:
     joints: dict[str, np.ndarray]  # named joint positions (3,)
     height_m: float
     model: str = "anny"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for an .npz (the on-disk character in scene/character.npz and the cache)."""
+        names = sorted(self.joints)
+        return {
+            "model": np.array(self.model),
+            "vertices": self.vertices.astype(np.float64),
+            "faces": self.faces.astype(np.int64),
+            "face_region": self.face_region.astype(np.int8),
+            "region_names": np.array(REGIONS),
+            "bone_names": np.array(self.bone_names),
+            "bone_parents": self.bone_parents.astype(np.int64),
+            "bone_rest": self.bone_rest.astype(np.float64),
+            "skin_bone_indices": self.skin_bone_indices.astype(np.int64),
+            "skin_bone_weights": self.skin_bone_weights.astype(np.float64),
+            "joint_names": np.array(names),
+            "joint_positions": np.stack([self.joints[k] for k in names]).astype(np.float64),
+            "height_m": np.array(self.height_m),
+        }
+
+    @classmethod
+    def from_arrays(cls, z) -> "CharacterModel":
+        return cls(
+            vertices=np.asarray(z["vertices"], np.float64),
+            faces=np.asarray(z["faces"], np.int64),
+            bone_names=[str(n) for n in z["bone_names"]],
+            bone_parents=np.asarray(z["bone_parents"], np.int64),
+            bone_rest=np.asarray(z["bone_rest"], np.float64),
+            skin_bone_indices=np.asarray(z["skin_bone_indices"], np.int64),
+            skin_bone_weights=np.asarray(z["skin_bone_weights"], np.float64),
+            face_region=np.asarray(z["face_region"], np.int64),
+            joints={str(k): np.asarray(v, np.float64) for k, v in zip(z["joint_names"], z["joint_positions"])},
+            height_m=float(z["height_m"]),
+            model=str(z["model"]),
+        )
 
     def lbs(self, bone_world: np.ndarray) -> np.ndarray:
         """Skin the rest vertices with bone world transforms (J,4,4) -> (V,3)."""
@@ -142,8 +182,37 @@ def _joints_from_bones(bone_pos_world, names, joint_bones):
     return {j: bone_pos_world[names.index(b)].copy() for j, b in joint_bones.items()}
 
 
-def build_character(shape: CharacterShape, model_path: str | Path | None = None) -> CharacterModel:
-    """Build the rigged, dressed character mesh for a shape (Anny, or SMPL-X from model_path)."""
+CACHE_FORMAT = 1  # bump when the built character changes for the same shape
+
+
+def _cache_file(shape: CharacterShape) -> Path:
+    key = json.dumps({"shape": shape.to_dict(), "anny": anny_version(), "format": CACHE_FORMAT}, sort_keys=True)
+    return grail_cache_dir() / f"character_{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+
+
+def build_character(shape: CharacterShape, model_path: str | Path | None = None, cache: bool = True) -> CharacterModel:
+    """The rigged, dressed character mesh for a shape (Anny, or SMPL-X from model_path).
+
+    Anny characters are cached on disk (GRAIL_CACHE_DIR, default ~/.cache/grail) so that a new
+    process composes without loading Anny at all."""
+    if shape.model != "anny" or not cache:
+        return _build_character(shape, model_path)
+    path = _cache_file(shape)
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                return CharacterModel.from_arrays(z)
+        except (OSError, KeyError, ValueError):
+            pass  # a damaged cache file is rebuilt below
+    character = _build_character(shape, model_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **character.arrays())
+    os.replace(tmp, path)
+    return character
+
+
+def _build_character(shape: CharacterShape, model_path: str | Path | None = None) -> CharacterModel:
     if shape.model == "smplx":
         from grail.character.smplx_body import smplx_rest_arrays, SMPLX_JOINT_BONES, SMPLX_ROT
 

@@ -399,20 +399,7 @@ def _render_all(model, data, camera: PinholeCamera, items: list[MjcfItem]) -> di
 
 
 def _save_character(path: Path, character, T_world: np.ndarray) -> None:
-    np.savez(
-        path,
-        vertices=character.vertices.astype(np.float32),
-        faces=character.faces.astype(np.int32),
-        face_region=character.face_region.astype(np.int8),
-        bone_names=np.array(character.bone_names),
-        bone_parents=np.asarray(character.bone_parents, np.int32),
-        bone_rest=character.bone_rest.astype(np.float32),
-        skin_bone_indices=character.skin_bone_indices.astype(np.int32),
-        skin_bone_weights=character.skin_bone_weights.astype(np.float32),
-        joint_names=np.array(sorted(character.joints)),
-        joint_positions=np.stack([character.joints[k] for k in sorted(character.joints)]).astype(np.float32),
-        T_world_root=T_world.astype(np.float64),
-    )
+    np.savez(path, **character.arrays(), T_world_root=T_world.astype(np.float64))
 
 
 # ---- the stage ----------------------------------------------------------------------------
