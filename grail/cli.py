@@ -52,7 +52,7 @@ def _compose_many(template: Path, seed: int, num: int, out: Path, width: Optiona
             progress.update(task, description=f"compose {template.stem} seed {s}")
             seq, result = compose_sequence(template, s, out, options, force=force)
             verb = "skipped (done)" if result.skipped else f"done in {result.seconds:.2f} s"
-            progress.console.print(f"{seq.path}: scene {verb}")
+            progress.console.print(f"{seq.path}: scene {verb}", soft_wrap=True, highlight=False)
             results.append((seq, result))
             progress.advance(task)
     return results

@@ -123,7 +123,7 @@ def scene_mjcf(
   <asset>
     <texture name="sky" type="skybox" builtin="gradient" rgb1="0.78 0.86 0.95" rgb2="0.98 0.98 0.98" width="256" height="256"/>
     <texture name="floor_tex" type="2d" builtin="checker" rgb1="0.72 0.70 0.66" rgb2="0.66 0.64 0.60" width="512" height="512"/>
-    <material name="floor_mat" texture="floor_tex" texrepeat="10 10" texuniform="true" reflectance="0.05"/>
+    <material name="floor_mat" texture="floor_tex" texrepeat="10 10" texuniform="true" reflectance="0"/>
 {_indent("".join(_item_assets(i) + chr(10) for i in items), 4)}{_indent(extras.asset_xml, 4)}
   </asset>
   <worldbody>

@@ -12,13 +12,16 @@ OVERLAY_COLORS = {"mask_object": (255, 40, 40), "mask_character": (40, 120, 255)
 
 
 def depth_preview(depth: np.ndarray) -> np.ndarray:
-    """Near = bright, far = dark, no-hit = black (8-bit)."""
+    """Near = bright, far = dark, no-hit = black (8-bit). Scaled by inverse depth, which spreads
+    the nearby scene over the grey levels instead of the distant floor."""
     valid = depth > 0
     out = np.zeros(depth.shape, np.uint8)
     if valid.any():
-        lo, hi = np.percentile(depth[valid], [1, 99])
-        scaled = 1.0 - np.clip((depth - lo) / max(hi - lo, 1e-6), 0, 1)
-        out[valid] = (40 + 215 * scaled[valid]).astype(np.uint8)
+        inverse = np.zeros_like(depth)
+        inverse[valid] = 1.0 / depth[valid]
+        lo, hi = np.percentile(inverse[valid], [2, 98])
+        scaled = np.clip((inverse - lo) / max(hi - lo, 1e-9), 0, 1)
+        out[valid] = (30 + 225 * scaled[valid]).astype(np.uint8)
     return out
 
 
