@@ -20,7 +20,15 @@ app = typer.Typer(help="GRAIL: 3D scenes and video priors to Unitree G1 loco-man
 console = Console(stderr=True)
 
 
+_mounted = False
+
+
 def _mount_subapps() -> None:
+    """Attach the sub-command groups once (main() may be called repeatedly in one process)."""
+    global _mounted
+    if _mounted:
+        return
+    _mounted = True
     from grail.assets.cli import app as assets_app
     from grail.character.cli import app as character_app
 

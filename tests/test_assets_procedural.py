@@ -21,7 +21,7 @@ from grail.assets import (
     write_asset,
 )
 from grail.assets import _geom as g
-from grail.assets.cli import main_assets
+from grail.cli import main as grail_main
 from grail.errors import GrailError
 
 MM = 1e-3
@@ -273,14 +273,22 @@ def test_write_read_roundtrip(objects, tmp_path):
         read_asset_files(tmp_path, "nothing")
 
 
+def _exit_code(argv: list[str]) -> int:
+    try:
+        grail_main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 def test_cli(tmp_path, capsys):
-    assert main_assets(["object", "table", "--param", "height=0.55", "--out", str(tmp_path)]) == 0
+    assert _exit_code(["assets", "object", "table", "--param", "height=0.55", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "table_visual.obj").is_file() and (tmp_path / "table_col_4.obj").is_file()
     assert "support height" in capsys.readouterr().out
-    assert main_assets(["terrain", "curb", "-p", "height=0.2"]) == 0
-    assert main_assets(["object", "table", "-p", "hieght=0.5"]) == 1
+    assert _exit_code(["assets", "terrain", "curb", "-p", "height=0.2"]) == 0
+    assert _exit_code(["assets", "object", "table", "-p", "hieght=0.5"]) == 1
     assert "table.hieght" in capsys.readouterr().err
-    assert main_assets(["object", "table", "-p", "height"]) == 1
+    assert _exit_code(["assets", "object", "table", "-p", "height"]) == 1
 
 
 def test_kind_registries():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -111,27 +110,3 @@ def inspect_cmd(
     asset = import_mesh(path, category=category, scale=scale, unit=unit, density=density, name=name,
                         max_faces=max_faces, strict_size=not lenient)
     _show(asset, out)
-
-
-def main_assets(argv: list[str] | None = None) -> int:
-    """Run the app standalone: GrailError -> one line on stderr, exit code 1."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except GrailError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (typer.Exit, SystemExit) as exc:  # --help and friends
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        return int(code or 0)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main_assets())

@@ -22,7 +22,7 @@ def fit(refit: bool = typer.Option(False, "--refit", help="Fit again even when a
     with console.status("fitting the character to the G1 (builds Anny's cache the first time)"):
         shape = fit_g1_character(refit=refit)
         character = build_character(shape)  # cached on disk: later processes skip Anny
-    table = Table(title=f"Anny fitted to the Unitree G1: {shape.height_m:.3f} m tall ({time.perf_counter() - start:.1f} s)")
+    table = Table(title=f"character fitted to the G1: {shape.height_m:.3f} m tall")
     table.add_column("segment")
     table.add_column("G1 (m)", justify="right")
     table.add_column("|error| (mm)", justify="right")
@@ -30,4 +30,7 @@ def fit(refit: bool = typer.Option(False, "--refit", help="Fit again even when a
         target = G1_SEGMENTS.get(name)
         table.add_row(name, f"{target:.4f}" if target is not None else "", f"{err * 1000:.1f}")
     console.print(table)
-    console.print(f"character mesh: {len(character.vertices)} vertices, {len(character.faces)} faces, {len(character.bone_names)} bones")
+    console.print(
+        f"character mesh: {len(character.vertices)} vertices, {len(character.faces)} faces, "
+        f"{len(character.bone_names)} bones ({time.perf_counter() - start:.1f} s)"
+    )

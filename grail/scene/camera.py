@@ -138,7 +138,6 @@ def sample_camera(
     look_at: np.ndarray,
     must_see: dict[str, np.ndarray],
     accept: Callable[[PinholeCamera], str | None] | None = None,
-    where: str = "camera",
 ) -> PinholeCamera:
     """Draw cameras until one sees every point set fully in frame and `accept` (occlusion and
     the like) returns None; raise with the tally of reasons when none qualifies."""
@@ -168,4 +167,4 @@ def sample_camera(
             return camera
         rejected[reason] = rejected.get(reason, 0) + 1
     tally = ", ".join(f"{k} ({v})" for k, v in sorted(rejected.items(), key=lambda kv: -kv[1]))
-    raise GrailError(f"no camera met the constraints in {constraints.max_tries} tries: {tally}", field=where)
+    raise GrailError(f"no camera met the constraints in {constraints.max_tries} tries: {tally}", field="camera")

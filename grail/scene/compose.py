@@ -250,9 +250,10 @@ class ScenePlan:
                         return f"{name} occluded"
                 return None
 
-            return sample_camera(
-                constraints, rng, self.width, self.height, look_at, must_see, unoccluded, where=f"{self.template_path}: camera"
-            )
+            try:
+                return sample_camera(constraints, rng, self.width, self.height, look_at, must_see, unoccluded)
+            except GrailError as err:
+                raise GrailError(err.reason, file=self.template_path, field="camera") from None
 
     def _resolved(self, items, settled, shape, colors, camera: PinholeCamera, light: LightSetup) -> ResolvedScene:
         by_name = {i.name: i for i in items}
@@ -378,8 +379,6 @@ def _set_model_camera(model: mujoco.MjModel, camera: PinholeCamera) -> None:
 
 
 def _render_all(model, data, camera: PinholeCamera, items: list[MjcfItem]) -> dict[str, np.ndarray]:
-    from grail.render.offscreen import OBJ_GEOM
-
     roles = {i.name: i.role for i in items}
     object_ids, support_ids = [], [model.geom("floor").id]
     for name, role in roles.items():

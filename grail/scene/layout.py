@@ -214,7 +214,8 @@ def _layout_problem(placed: list[Placed], char_T: np.ndarray) -> str | None:
         if p.support is None:
             continue
         base = next(b for b in placed if b.spec_name == p.support)
-        local = np.linalg.inv(base.T_world) @ np.c_[p.world_vertices(), np.ones(len(p.world_vertices()))].T
+        world = p.world_vertices()
+        local = np.linalg.inv(base.T_world) @ np.c_[world, np.ones(len(world))].T
         lo, hi = base.asset.visual.bounds[0, :2], base.asset.visual.bounds[1, :2]
         if np.any(local[:2].min(axis=1) < lo + 0.01) or np.any(local[:2].max(axis=1) > hi - 0.01):
             return f"{p.spec_name} overhangs {p.support}"
