@@ -72,8 +72,13 @@ def test_template_composes_to_the_contract(composed, template, seed):
     rows, cols = np.nonzero(char_mask)
     assert abs(rows.min() - uv[:, 1].min()) < 3 and abs(rows.max() - uv[:, 1].max()) < 3
     assert abs(cols.min() - uv[:, 0].min()) < 3 and abs(cols.max() - uv[:, 0].max()) < 3
+    info = record["stages"]["scene"]["info"]
+    assert info["character_pixels"] == char_mask.sum()
     if tpl.objects:
         assert _mask(scene / "render" / "mask_object.png").sum() > 3
+        # Not occluded by the character or furniture (sampled at <=256 px wide; checked here at full size).
+        assert set(info["object_visibility"]) == {o.name for o in tpl.objects}
+        assert min(info["object_visibility"].values()) >= tpl.camera.min_object_visibility - 0.05
     assert _mask(scene / "render" / "mask_support.png").sum() > 0.2 * w * h
 
     # Physics: the saved MJCF holds every item at rest; nothing sinks, floats or moves.

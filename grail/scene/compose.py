@@ -113,7 +113,7 @@ class ScenePlan:
         camera = self._camera(render_model, render_data, items, char_world)
         _set_model_camera(render_model, camera)
         mujoco.mj_forward(render_model, render_data)
-        renders = _render_all(render_model, render_data, camera, items)
+        renders, visibility = _render_all(render_model, render_data, camera, items)
 
         # -- files -------------------------------------------------------------------------
         (scene_dir / "scene.xml").write_text(scene_mjcf(self.id, items, "meshes", light, camera))
@@ -134,6 +134,8 @@ class ScenePlan:
             "settle_s": round(settled.simulated_s, 3),
             "max_penetration_m": round(settled.max_penetration_m, 6),
             "fit_residual_max_m": round(max(shape.fit_residuals_m.values(), default=0.0), 4),
+            "object_visibility": visibility,
+            "character_pixels": int(renders["mask_character"].sum()),
         }
 
     # ---- steps -----------------------------------------------------------------------------
@@ -378,23 +380,27 @@ def _set_model_camera(model: mujoco.MjModel, camera: PinholeCamera) -> None:
     model.cam_fovy[cid] = camera.fov_deg
 
 
-def _render_all(model, data, camera: PinholeCamera, items: list[MjcfItem]) -> dict[str, np.ndarray]:
-    roles = {i.name: i.role for i in items}
-    object_ids, support_ids = [], [model.geom("floor").id]
-    for name, role in roles.items():
-        gid = model.geom(f"{name}_visual").id
-        (object_ids if role == "object" else support_ids).append(gid)
+def _render_all(model, data, camera: PinholeCamera, items: list[MjcfItem]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Final renders, plus each object's visible fraction (full scene against the object alone)."""
+    object_ids = {i.name: model.geom(f"{i.name}_visual").id for i in items if i.role == "object"}
+    support_ids = [model.geom("floor").id] + [model.geom(f"{i.name}_visual").id for i in items if i.role != "object"]
     with OffscreenRenderer(model, camera.width, camera.height) as renderer:
         rgb = renderer.rgb(data, CAMERA_NAME)
         depth = renderer.depth(data, CAMERA_NAME)
         seg = renderer.segmentation(data, CAMERA_NAME)
-    return {
+        alone = renderer.segmentation(data, CAMERA_NAME, only_groups([GROUP_OBJECT], skins=False))
+    visibility = {}
+    for name, gid in object_ids.items():
+        seen_alone = int(alone.geom_mask([gid]).sum())
+        visibility[name] = round(float(seg.geom_mask([gid]).sum()) / seen_alone, 4) if seen_alone else 0.0
+    renders = {
         "rgb": rgb,
         "depth": depth,
-        "mask_object": seg.geom_mask(object_ids),
+        "mask_object": seg.geom_mask(list(object_ids.values())),
         "mask_character": seg.skin_mask(),
         "mask_support": seg.geom_mask(support_ids),
     }
+    return renders, visibility
 
 
 def _save_character(path: Path, character, T_world: np.ndarray) -> None:
