@@ -1,0 +1,39 @@
+"""Rotation conversions in one place. GRAIL stores quaternions as wxyz (MuJoCo); the xyzw
+formats of peer tools (scipy, BeyondMimic CSV, GMR, the GRAIL release) convert here only."""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+
+
+def wxyz_to_xyzw(q: np.ndarray) -> np.ndarray:
+    q = np.asarray(q, float)
+    return np.concatenate([q[..., 1:], q[..., :1]], axis=-1)
+
+
+def xyzw_to_wxyz(q: np.ndarray) -> np.ndarray:
+    q = np.asarray(q, float)
+    return np.concatenate([q[..., 3:], q[..., :3]], axis=-1)
+
+
+def quat_from_matrix(R: np.ndarray) -> np.ndarray:
+    """3x3 rotation -> unit wxyz quaternion (w >= 0)."""
+    q = np.zeros(4)
+    mujoco.mju_mat2Quat(q, np.ascontiguousarray(R, dtype=float).reshape(9))
+    return -q if q[0] < 0 else q
+
+
+def matrix_from_quat(q: np.ndarray) -> np.ndarray:
+    """wxyz quaternion (normalised here) -> 3x3 rotation."""
+    q = np.asarray(q, float)
+    R = np.zeros(9)
+    mujoco.mju_quat2Mat(R, q / np.linalg.norm(q))
+    return R.reshape(3, 3)
+
+
+def yaw_quat(yaw_rad: float) -> np.ndarray:
+    """wxyz quaternion of a rotation about +z."""
+    return np.array([math.cos(yaw_rad / 2), 0.0, 0.0, math.sin(yaw_rad / 2)])
