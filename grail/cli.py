@@ -50,26 +50,39 @@ def _progress() -> Progress:
 
 
 def _compose_many(template: Path, seed: int, num: int, out: Path, width: Optional[int], height: Optional[int], force: bool) -> list:
+    """Compose `num` seeds. A template error stops at once; a seed that fails (layout, settling,
+    camera) is reported on one line and the others go on; the exit code is 1 if any failed."""
     from grail.scene.compose import ComposeOptions, compose_sequence
+    from grail.scene.spec import load_template
 
+    load_template(template)  # a bad template fails before any seed runs
     options = ComposeOptions(width=width, height=height)
-    results = []
+    results, failures = [], []
     with _progress() as progress:
         task = progress.add_task(f"compose {template.stem}", total=num)
         for s in range(seed, seed + num):
             progress.update(task, description=f"compose {template.stem} seed {s}")
-            seq, result = compose_sequence(template, s, out, options, force=force)
-            verb = "skipped (done)" if result.skipped else f"done in {result.seconds:.2f} s"
-            progress.console.print(f"{seq.path}: scene {verb}", soft_wrap=True, highlight=False)
-            results.append((seq, result))
+            try:
+                seq, result = compose_sequence(template, s, out, options, force=force)
+            except GrailError as err:
+                if num == 1:
+                    raise
+                failures.append(s)
+                progress.console.print(f"[red]error:[/red] seed {s}: {err.one_line()}", soft_wrap=True, highlight=False)
+            else:
+                verb = "skipped (done)" if result.skipped else f"done in {result.seconds:.2f} s"
+                progress.console.print(f"{seq.path}: scene {verb}", soft_wrap=True, highlight=False)
+                results.append((seq, result))
             progress.advance(task)
+    if failures:
+        raise GrailError(f"{len(failures)} of {num} seeds failed: {', '.join(map(str, failures))}", file=template)
     return results
 
 
 @app.command()
 def compose(
     template: Path = typer.Argument(..., help="Scene template YAML (see scenes/)."),
-    seed: int = typer.Option(0, help="First seed; the same template and seed give identical files."),
+    seed: int = typer.Option(0, min=0, help="First seed; the same template and seed give identical files."),
     num: int = typer.Option(1, min=1, help="Number of consecutive seeds to compose."),
     out: Path = typer.Option(Path("out"), help="Output root; each sequence is <out>/<template>_s<seed>/."),
     width: Optional[int] = typer.Option(None, min=16, max=4096, help="Render width (default: the template's, 1280)."),
@@ -83,7 +96,7 @@ def compose(
 @app.command()
 def run(
     template: Path = typer.Argument(Path("scenes/pickup_table.yaml"), help="Scene template YAML."),
-    seed: int = typer.Option(0, help="First seed."),
+    seed: int = typer.Option(0, min=0, help="First seed."),
     num: int = typer.Option(1, min=1, help="Number of consecutive seeds."),
     out: Path = typer.Option(Path("out"), help="Output root."),
     width: Optional[int] = typer.Option(640, min=16, max=4096, help="Render width."),
@@ -127,29 +140,39 @@ def _print_status(directory: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning bad input into one line and exit code 1."""
+    """Entry point: bad input becomes one line and exit code 1; an unexpected error (a bug)
+    becomes one line and exit code 2, with the traceback when GRAIL_DEBUG=1."""
+    import os
+
+    # typer vendors its own click (typer._click); its exceptions are not the click package's.
+    from typer._click import exceptions as click_errors
+
     _mount_subapps()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="grail", standalone_mode=False)
     except GrailError as err:
         console.print(f"[red]error:[/red] {err.one_line()}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]: finished stages are kept; rerun to resume")
+        console.print("[yellow]interrupted[/yellow]: finished stages are kept; rerun to resume", soft_wrap=True)
         sys.exit(130)
+    except typer.Abort:
+        sys.exit(1)
+    except click_errors.UsageError as exc:  # one line too, naming the command and the option
+        where = exc.ctx.command_path if exc.ctx is not None else "grail"
+        console.print(f"[red]error:[/red] {where}: {' '.join(exc.format_message().split())} (see --help)", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors carry their own message and exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except Exception as exc:
+        if os.environ.get("GRAIL_DEBUG") == "1":
+            raise
+        message = " ".join(str(exc).split()) or "no message"
+        console.print(f"[red]internal error:[/red] {type(exc).__name__}: {message} (GRAIL_DEBUG=1 shows the traceback)", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

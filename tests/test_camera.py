@@ -58,9 +58,13 @@ def _constraints(**kw) -> CameraConstraints:
 
 def test_sampling_is_deterministic_and_meets_constraints():
     box = np.random.default_rng(1).uniform([-0.6, -0.3, 0.0], [0.6, 0.3, 1.3], (200, 3))
-    cams = [sample_camera(_constraints(), np.random.default_rng(5), 320, 180, np.array([0, 0, 0.65]), {"body": box}) for _ in range(2)]
-    np.testing.assert_array_equal(cams[0].T_world_cam, cams[1].T_world_cam)
-    cam = cams[0]
+    samples = [sample_camera(_constraints(), np.random.default_rng(5), 320, 180, np.array([0, 0, 0.65]), {"body": box}) for _ in range(2)]
+    np.testing.assert_array_equal(samples[0].camera.T_world_cam, samples[1].camera.T_world_cam)
+    cam = samples[0].camera
+    assert samples[0].tries >= 1
+    assert np.linalg.norm(cam.position - samples[0].target) == pytest.approx(samples[0].distance)
+    uv, _ = cam.project(samples[0].target[None])
+    np.testing.assert_allclose(uv[0], [159.5, 89.5], atol=1e-6)  # it looks at its target
     assert in_frame(cam, box, 4)
     assert 1.0 <= cam.position[2] <= 1.5
     assert 3.0 - 0.2 <= np.linalg.norm(cam.position - np.array([0, 0, 0.65])) <= 4.0 + 0.2

@@ -90,10 +90,13 @@ def test_template_composes_to_the_contract(composed, template, seed):
         mujoco.mj_step(model, data)
     assert np.abs(data.xpos - start).max() < 2e-3
     assert data.ncon == 0 or -data.contact.dist[: data.ncon].min() < 3e-3
-    for item in spec.items:
-        if item.support is None or item.role == "terrain":
+    assert [i.name for i in spec.objects] == [o.name for o in tpl.objects]
+    assert [i.name for i in spec.furniture] == [f.name for f in tpl.furniture]
+    assert [i.name for i in spec.terrain] == [t.name for t in tpl.terrain]
+    for item in spec.items():
+        if item.support is None:
             continue
-        support = next(i for i in spec.items if i.name == item.support)
+        support = next(i for i in spec.furniture if i.name == item.support)
         body = model.body(item.name).id
         geom = model.geom(f"{item.name}_visual").id
         mesh = model.geom_dataid[geom]
@@ -126,9 +129,9 @@ def test_usd_holds_the_same_bodies(composed):
     assert UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z
     rigid = [p for p in stage.Traverse() if p.HasAPI(UsdPhysics.RigidBodyAPI)]
     spec = load_resolved(scene / "spec.yaml")
-    assert len(rigid) == sum(not i.static for i in spec.items)
+    assert len(rigid) == sum(not i.static for i in spec.items())
     masses = sorted(UsdPhysics.MassAPI(p).GetMassAttr().Get() for p in rigid)
-    np.testing.assert_allclose(masses, sorted(i.mass for i in spec.items if not i.static), rtol=1e-6)
+    np.testing.assert_allclose(masses, sorted(i.mass for i in spec.items() if not i.static), rtol=1e-6)
 
 
 def test_same_seed_gives_identical_files(tmp_path):

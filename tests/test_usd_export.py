@@ -10,6 +10,7 @@ import pytest
 import trimesh
 from pxr import Sdf, Usd, UsdGeom, UsdPhysics
 
+from conftest import SCENES
 from grail.errors import GrailError
 from grail.scene.usd_export import export_usd
 
@@ -308,3 +309,57 @@ def test_welded_group_mass_matches_mujoco_fusestatic(tmp_path):
     quat = [pa.GetReal(), *pa.GetImaginary()]
     got = tensor(quat, np.array(mass.GetDiagonalInertiaAttr().Get(), dtype=np.float64))
     np.testing.assert_allclose(got, tensor(fused.body_iquat[1], fused.body_inertia[1]), atol=1e-9)
+
+
+def test_default_skip_prefix_is_char_underscore(tmp_path):
+    """``char_`` (the character) is skipped with its descendants; ``chair`` is scene furniture."""
+    xml = """<mujoco><worldbody>
+      <body name="chair" pos="1 0 0.25"><geom type="box" size="0.2 0.2 0.25"/></body>
+      <body name="char_pelvis" pos="0 0 0.9"><freejoint/><geom type="sphere" size="0.1"/>
+        <body name="char_spine" pos="0 0 0.2"><geom type="sphere" size="0.05"/></body></body>
+    </worldbody></mujoco>"""
+    model = mujoco.MjModel.from_xml_string(xml)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    out = tmp_path / "chair.usda"
+    summary = export_usd(model, data, out)
+    stage = Usd.Stage.Open(str(out))
+    assert stage.GetPrimAtPath("/World/chair").IsValid()
+    assert stage.GetPrimAtPath("/World/chair").GetChildren()[0].IsA(UsdGeom.Cube)
+    names = {p.GetName() for p in stage.Traverse()}
+    assert not names & {"char_pelvis", "char_spine"}
+    assert summary["skipped_bodies"] == 2
+    assert summary["bodies"] == 2  # worldbody and chair
+    assert summary["rigid_bodies"] == 0
+
+
+def test_composed_scene_rigid_bodies_match_mujoco(tmp_path):
+    """A real composed scene: every rigid body's world pose and centre of mass in scene.usda
+    match scene.xml compiled by MuJoCo."""
+    from grail.rotations import matrix_from_quat
+    from grail.scene.compose import ComposeOptions, compose_sequence
+
+    seq, _ = compose_sequence(SCENES / "pickup_table.yaml", 0, tmp_path, ComposeOptions(96, 54))
+    scene_dir = seq.path / "scene"
+    model = mujoco.MjModel.from_xml_path(str(scene_dir / "scene.xml"))
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    stage = Usd.Stage.Open(str(scene_dir / "scene.usda"))
+
+    rigid = {p.GetName(): p for p in stage.Traverse() if p.HasAPI(UsdPhysics.RigidBodyAPI)}
+    moving_roots = {model.body(b).name for b in range(1, model.nbody)
+                    if model.body_weldid[b] == b}
+    assert rigid and set(rigid) == moving_roots  # table and target are free bodies
+    for name, prim in rigid.items():
+        b = model.body(name).id
+        world = _world(prim)
+        np.testing.assert_allclose(world[3, :3], data.xpos[b], atol=1e-6)
+        np.testing.assert_allclose(world[:3, :3].T, matrix_from_quat(data.xquat[b]), atol=1e-6)
+
+        group = [g for g in range(model.nbody) if model.body_weldid[g] == b]
+        masses = model.body_mass[group]
+        com_mj = (masses[:, None] * data.xipos[group]).sum(axis=0) / masses.sum()
+        mass = UsdPhysics.MassAPI(prim)
+        com_local = np.array(mass.GetCenterOfMassAttr().Get(), dtype=np.float64)
+        np.testing.assert_allclose(_apply(world, com_local[None])[0], com_mj, atol=1e-6)
+        assert mass.GetMassAttr().Get() == pytest.approx(masses.sum())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from grail.character.model import REGIONS, CharacterModel
+from grail.rotations import quat_from_matrix
 
 DEFAULT_COLORS: dict[str, tuple[float, float, float, float]] = {
     "skin": (0.87, 0.69, 0.57, 1.0),
@@ -51,22 +52,13 @@ def _fmt(a) -> str:
     return " ".join(f"{x:.6g}" for x in np.asarray(a, dtype=float).reshape(-1))
 
 
-def mat_to_quat(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix -> wxyz quaternion."""
-    import mujoco
-
-    q = np.zeros(4)
-    mujoco.mju_mat2Quat(q, np.ascontiguousarray(R, dtype=float).reshape(-1))
-    return q
-
-
 def character_mjcf(character: CharacterModel, prefix: str = "char",
                    colors: dict[str, tuple] | None = None) -> CharacterMJCF:
     cols = dict(DEFAULT_COLORS)
     cols.update(colors or {})
     body_names = [f"{prefix}_{b}" for b in character.bone_names]
     bodies = []
-    quats = [mat_to_quat(T[:3, :3]) for T in character.bone_rest]
+    quats = [quat_from_matrix(T[:3, :3]) for T in character.bone_rest]
     for name, T, q in zip(body_names, character.bone_rest, quats):
         bodies.append(f'<body name="{name}" mocap="true" pos="{_fmt(T[:3, 3])}" quat="{_fmt(q)}"/>')
     assets, skins, skin_names, skin_regions = [], [], [], []
@@ -113,7 +105,7 @@ def pose_character(model, data, character: CharacterModel, bone_world_transforms
         bid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"{prefix}_{b}")
         mid = model.body_mocapid[bid]
         data.mocap_pos[mid] = T[j, :3, 3]
-        data.mocap_quat[mid] = mat_to_quat(T[j, :3, :3])
+        data.mocap_quat[mid] = quat_from_matrix(T[j, :3, :3])
 
 
 def character_skin_ids(model, prefix: str = "char") -> np.ndarray:

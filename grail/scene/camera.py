@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from grail.errors import GrailError
+from grail.rotations import quat_from_matrix
 
 CV_FROM_MJ = np.diag([1.0, -1.0, -1.0])
 
@@ -79,10 +80,7 @@ class PinholeCamera:
 
     def mujoco_quat(self) -> np.ndarray:
         """wxyz orientation of the equivalent MuJoCo camera frame."""
-        from scipy.spatial.transform import Rotation
-
-        xyzw = Rotation.from_matrix(self.R_world_cam @ CV_FROM_MJ).as_quat()
-        return np.array([xyzw[3], xyzw[0], xyzw[1], xyzw[2]])
+        return quat_from_matrix(self.R_world_cam @ CV_FROM_MJ)
 
     def mujoco_xyaxes(self) -> str:
         R = self.R_world_cam
@@ -120,6 +118,14 @@ class CameraConstraints:
     max_tries: int
 
 
+@dataclass(frozen=True)
+class CameraSample:
+    camera: PinholeCamera
+    target: np.ndarray  # the point it looks at
+    distance: float
+    tries: int
+
+
 def in_frame(camera: PinholeCamera, points: np.ndarray, margin_px: float) -> bool:
     """All points in front of the camera and inside the image with a margin."""
     uv, z = camera.project(points)
@@ -138,7 +144,7 @@ def sample_camera(
     look_at: np.ndarray,
     must_see: dict[str, np.ndarray],
     accept: Callable[[PinholeCamera], str | None] | None = None,
-) -> PinholeCamera:
+) -> CameraSample:
     """Draw cameras until one sees every point set fully in frame and `accept` (occlusion and
     the like) returns None; raise with the tally of reasons when none qualifies."""
     rejected: dict[str, int] = {}
@@ -146,7 +152,7 @@ def sample_camera(
     def uniform(lo_hi: tuple[float, float]) -> float:
         return float(rng.uniform(*lo_hi))
 
-    for _ in range(constraints.max_tries):
+    for attempt in range(1, constraints.max_tries + 1):
         fov = uniform(constraints.fov_deg)
         dist = uniform(constraints.distance)
         cam_z = uniform(constraints.height)
@@ -164,7 +170,7 @@ def sample_camera(
         if reason is None and accept is not None:
             reason = accept(camera)
         if reason is None:
-            return camera
+            return CameraSample(camera, target, dist, attempt)
         rejected[reason] = rejected.get(reason, 0) + 1
     tally = ", ".join(f"{k} ({v})" for k, v in sorted(rejected.items(), key=lambda kv: -kv[1]))
     raise GrailError(f"no camera met the constraints in {constraints.max_tries} tries: {tally}", field="camera")

@@ -6,7 +6,7 @@ parts sit in a hidden group. Geom groups double as semantic classes for masks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 import numpy as np

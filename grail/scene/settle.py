@@ -15,7 +15,6 @@ class SettleResult:
     poses: dict[str, tuple[np.ndarray, np.ndarray]]  # body name -> (pos, quat wxyz)
     simulated_s: float
     max_penetration_m: float
-    max_speed: float
 
 
 def free_bodies(model: mujoco.MjModel) -> list[str]:
@@ -67,5 +66,4 @@ def settle(
         poses=poses,
         simulated_s=float(data.time),
         max_penetration_m=max_penetration(model, data),
-        max_speed=speed,
     )
