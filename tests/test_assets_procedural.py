@@ -13,16 +13,18 @@ import yaml
 from grail.assets import (
     OBJECT_KINDS,
     TERRAIN_KINDS,
+    Asset,
     make_object,
     make_terrain,
-    mjcf_fragments,
     read_asset_files,
     surface_height,
     write_asset,
 )
 from grail.assets import _geom as g
+from grail.assets import procedural
 from grail.cli import main as grail_main
 from grail.errors import GrailError
+from grail.scene.mjcf import LightSetup, MjcfItem, scene_mjcf
 
 MM = 1e-3
 
@@ -109,6 +111,69 @@ def test_table_mass_properties_match_sum_of_pieces():
     assert top.bounds[1][2] == pytest.approx(0.6, abs=1e-9)
 
 
+def _box_props(lo, hi, rho):
+    """Analytic (mass, com, inertia about com) of a solid axis-aligned box."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    e = hi - lo
+    m = rho * np.prod(e)
+    inertia = np.diag([m / 12 * (e[1] ** 2 + e[2] ** 2), m / 12 * (e[0] ** 2 + e[2] ** 2), m / 12 * (e[0] ** 2 + e[1] ** 2)])
+    return m, (lo + hi) / 2, inertia
+
+
+def test_table_inertia_matches_parallel_axis_sum_of_boxes():
+    tx, ty, h, t, leg, inset, rho = 0.8, 0.6, 0.6, 0.03, 0.04, 0.03, 600.0
+    a = make_object("table", dict(top_x=tx, top_y=ty, height=h, thickness=t, leg=leg, inset=inset, density=rho))
+    boxes = [_box_props([-tx / 2, -ty / 2, h - t], [tx / 2, ty / 2, h], rho)]
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            cx, cy = sx * (tx / 2 - inset - leg / 2), sy * (ty / 2 - inset - leg / 2)
+            boxes.append(_box_props([cx - leg / 2, cy - leg / 2, 0], [cx + leg / 2, cy + leg / 2, h - t], rho))
+    mass = sum(b[0] for b in boxes)
+    com = sum(b[0] * b[1] for b in boxes) / mass
+    inertia = np.zeros((3, 3))
+    for m, c, i in boxes:  # parallel-axis theorem, written out here rather than reusing _geom
+        d = c - com
+        inertia += i + m * (d @ d * np.eye(3) - np.outer(d, d))
+    assert a.mass == pytest.approx(mass, rel=1e-9)
+    assert np.allclose(a.com, com, rtol=0, atol=1e-9)
+    assert np.allclose(a.inertia, inertia, rtol=1e-6, atol=1e-9 * np.abs(inertia).max())
+    assert inertia[0, 0] != pytest.approx(inertia[1, 1], rel=0.05)  # a non-trivial check: tx != ty
+
+
+def test_ball_inertia_is_solid_sphere():
+    r = 0.1
+    a = make_object("ball", {"radius": r, "subdivisions": 5, "density": 80.0})
+    m = a.mass
+    assert m == pytest.approx(80.0 * 4 / 3 * math.pi * r**3, rel=3e-3)  # the icosphere is inscribed
+    assert np.allclose(a.com, [0, 0, r], atol=1e-9)
+    assert np.allclose(a.inertia, np.eye(3) * 2 / 5 * m * r * r, rtol=5e-3, atol=1e-4 * 2 / 5 * m * r * r)
+
+
+def test_mug_inertia_is_physical(objects):
+    a = objects["mug"]
+    inertia = a.inertia
+    assert np.array_equal(inertia, inertia.T)
+    p = np.linalg.eigvalsh(inertia)
+    assert np.all(p > 0)
+    for k in range(3):  # triangle inequality of principal moments
+        assert p[k] <= p[(k + 1) % 3] + p[(k + 2) % 3] + 1e-15
+    lo, hi = a.visual.bounds
+    assert np.all(a.com > lo) and np.all(a.com < hi)
+    assert abs(a.com[1]) < 1e-6 and abs(inertia[0, 1]) < 1e-9 and abs(inertia[1, 2]) < 1e-9  # symmetric in y
+    shell_cx = lo[0] + a.params["radius"]  # the handle on +x pulls the com off the shell's axis
+    assert a.com[0] > shell_cx
+
+
+def test_crosscheck_raises_on_inconsistent_inertia():
+    b = g.box([0, 0, 0], [0.2, 0.1, 0.05])
+    m, c, i = g.mass_properties(b, 500.0)
+    procedural._crosscheck("box", [b], 500.0, m, c, i)  # consistent: no error
+    with pytest.raises(RuntimeError, match="inertia"):
+        procedural._crosscheck("box", [b], 500.0, m, c, i * 1.01)
+    with pytest.raises(RuntimeError, match="mass"):
+        procedural._crosscheck("box", [b], 500.0, m * 1.01, c, i)
+
+
 def test_furniture_child_sized_and_parts(objects):
     assert 0.55 <= objects["table"].support_height <= 0.65
     assert 0.30 <= objects["chair"].support_height <= 0.36
@@ -139,23 +204,29 @@ def test_mug_handle_is_its_own_convex_part(objects):
 
 
 def test_bad_params_raise_grail_error_naming_field():
+    # the field is the parameter's own name (callers prefix their path); the message names the kind
     with pytest.raises(GrailError) as e:
         make_object("mug", {"heigth": 0.1})
-    assert e.value.field == "mug.heigth" and "unknown parameter" in str(e.value)
+    assert e.value.field == "heigth" and e.value.reason.startswith("mug: unknown parameter 'heigth'")
+    assert "(allowed: bottom, density, " in e.value.reason and "height" in e.value.reason
     with pytest.raises(GrailError) as e:
         make_object("box", {"size_x": -0.1})
-    assert e.value.field == "box.size_x"
+    assert e.value.field == "size_x" and e.value.reason == "box: size_x must be > 0.005 (got -0.1)"
     with pytest.raises(GrailError) as e:
         make_object("mug", {"wall": 0.03, "radius": 0.04})
-    assert e.value.field == "mug.params" and "wall" in str(e.value)
+    assert e.value.field is None and e.value.reason.startswith("mug: wall (0.03) must be < radius/2")
     with pytest.raises(GrailError) as e:
         make_object("sofa")
     assert e.value.field == "kind"
-    with pytest.raises(GrailError):
+    with pytest.raises(GrailError) as e:
         make_terrain("stairs_up", {"rise": 2.0})
+    assert e.value.field == "rise" and e.value.reason == "stairs_up: rise must be <= 0.4 (got 2.0)"
     with pytest.raises(GrailError) as e:
         make_object("box", {"rgba": "1,0,0"})
-    assert e.value.field == "box.rgba"
+    assert e.value.field == "rgba" and e.value.reason.startswith("box: rgba[3]")
+    with pytest.raises(GrailError) as e:
+        make_object("box", [0.1])
+    assert e.value.field is None and "box: params must be a mapping" in str(e.value)
     assert make_object("box", {"rgba": "1,0,0,1", "size_x": "0.3"}).rgba == (1.0, 0.0, 0.0, 1.0)
 
 
@@ -219,17 +290,20 @@ def _check_against_mesh(asset, xs):
 # ---- files and MuJoCo ---------------------------------------------------------------------
 
 
-def _load_scene(tmp_path, bodies: list[tuple[dict, tuple]]):
-    assets, world = [], []
-    for info, pos in bodies:
-        a, b = mjcf_fragments(info, pos=pos)
-        assets.append(a)
-        world.append(b)
-    xml = (f'<mujoco><option timestep="0.002"/><asset>{"".join(assets)}</asset><worldbody>'
-           f'<geom type="plane" size="5 5 0.1"/>{"".join(world)}</worldbody></mujoco>')
-    path = tmp_path / "scene.xml"
-    path.write_text(xml)
-    return mujoco.MjModel.from_xml_path(str(path))
+def _load_scene(tmp_path, bodies: list[tuple[Asset, dict, tuple]]) -> mujoco.MjModel:
+    """MuJoCo model of written assets, built by the scene MJCF builder production uses (the
+    same MjcfItem fields as grail.scene.compose._mjcf_item fills)."""
+    items = [
+        MjcfItem(name=info["name"], role="terrain" if a.static else ("furniture" if a.category == "furniture" else "object"),
+                 visual_file=info["visual"], collision_files=list(info["collision"]), mass=float(a.mass),
+                 com=np.asarray(a.com, float), inertia=np.asarray(a.inertia, float), rgba=tuple(a.rgba),
+                 pos=np.asarray(pos, float), quat=np.array([1.0, 0.0, 0.0, 0.0]), static=bool(a.static))
+        for a, info, pos in bodies
+    ]
+    light = LightSetup(direction=np.array([0, 0, -1.0]), intensity=0.7)
+    xml = scene_mjcf("test", items, str(tmp_path), light)
+    (tmp_path / "scene.xml").write_text(xml)
+    return mujoco.MjModel.from_xml_path(str(tmp_path / "scene.xml"))
 
 
 @pytest.mark.parametrize("kind", list(OBJECT_KINDS))
@@ -237,7 +311,7 @@ def test_mujoco_loads_and_object_settles(objects, tmp_path, kind):
     a = objects[kind]
     info = write_asset(a, tmp_path)
     assert (tmp_path / info["visual"]).is_file() and len(info["collision"]) == len(a.collision)
-    m = _load_scene(tmp_path, [(info, (0.0, 0.0, 0.03))])
+    m = _load_scene(tmp_path, [(a, info, (0.0, 0.0, 0.03))])
     assert m.nmesh == 1 + len(a.collision)
     assert m.body_mass[1] == pytest.approx(a.mass, rel=1e-6)
     d = mujoco.MjData(m)
@@ -254,7 +328,7 @@ def test_mujoco_terrain_box_lands_on_step(tmp_path):
     si = write_asset(stairs, tmp_path)
     bi = write_asset(box, tmp_path)
     x = 0.6  # middle of the second tread
-    m = _load_scene(tmp_path, [(si, (0, 0, 0)), (bi, (x, 0.0, 0.25))])
+    m = _load_scene(tmp_path, [(stairs, si, (0, 0, 0)), (box, bi, (x, 0.0, 0.25))])
     d = mujoco.MjData(m)
     mujoco.mj_step(m, d, nstep=600)
     expect = surface_height(stairs, np.array([x, 0.0]))
@@ -287,7 +361,8 @@ def test_cli(tmp_path, capsys):
     assert "support height" in capsys.readouterr().out
     assert _exit_code(["assets", "terrain", "curb", "-p", "height=0.2"]) == 0
     assert _exit_code(["assets", "object", "table", "-p", "hieght=0.5"]) == 1
-    assert "table.hieght" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "hieght" in err and "table: unknown parameter" in err
     assert _exit_code(["assets", "object", "table", "-p", "height"]) == 1
 
 

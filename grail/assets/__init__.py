@@ -5,7 +5,7 @@ Public API::
     from grail.assets import Asset, make_object, make_terrain, surface_height, import_mesh, write_asset
 """
 
-from .io import mjcf_fragments, read_asset_files, write_asset
+from .io import read_asset_files, write_asset
 from .mesh_import import AssetSizeWarning, import_mesh
 from .params import OBJECT_KINDS, TERRAIN_KINDS
 from .procedural import make_object, make_terrain, surface_height
@@ -19,7 +19,6 @@ __all__ = [
     "import_mesh",
     "make_object",
     "make_terrain",
-    "mjcf_fragments",
     "read_asset_files",
     "surface_height",
     "write_asset",

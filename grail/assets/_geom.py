@@ -8,10 +8,13 @@ import trimesh
 
 
 def to_trimesh(man: "mf.Manifold") -> trimesh.Trimesh:
+    """The manifold's triangles as they are. No trimesh processing: merging vertices by distance
+    can weld two distinct vertices that lie closer than trimesh's tolerance (as a boolean union
+    of rotated boxes produces) and so turn a closed manifold into a non-manifold mesh."""
     m = man.to_mesh64() if hasattr(man, "to_mesh64") else man.to_mesh()
     verts = np.asarray(m.vert_properties, dtype=float)[:, :3]
     faces = np.asarray(m.tri_verts, dtype=np.int64)
-    return trimesh.Trimesh(vertices=verts, faces=faces, process=True)
+    return trimesh.Trimesh(vertices=verts, faces=faces, process=False)
 
 
 def to_manifold(mesh: trimesh.Trimesh) -> "mf.Manifold":
@@ -70,7 +73,7 @@ def revolve_rz(profile_rz, sections: int) -> trimesh.Trimesh:
     return to_trimesh(cs.revolve(int(sections)))
 
 
-def cylinder(radius: float, z0: float, z1: float, sections: int, x: float = 0.0, y: float = 0.0):
+def cylinder(radius: float, z0: float, z1: float, sections: int, x: float = 0.0, y: float = 0.0) -> trimesh.Trimesh:
     c = trimesh.creation.cylinder(radius=radius, height=z1 - z0, sections=sections)
     c.apply_translation([x, y, (z0 + z1) / 2.0])
     return c
@@ -84,7 +87,7 @@ def mass_properties(mesh: trimesh.Trimesh, density: float) -> tuple[float, np.nd
     return float(mp.mass), np.asarray(mp.center_mass, dtype=float), inertia
 
 
-def combine_mass(parts: list[tuple[float, np.ndarray, np.ndarray]]):
+def combine_mass(parts: list[tuple[float, np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray, np.ndarray]:
     """Combine (mass, com, inertia-about-com) of disjoint pieces with the parallel-axis theorem."""
     total = sum(p[0] for p in parts)
     com = sum(p[0] * p[1] for p in parts) / total

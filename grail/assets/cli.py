@@ -104,9 +104,12 @@ def inspect_cmd(
     name: Optional[str] = typer.Option(None, "--name"),
     max_faces: int = typer.Option(20000, "--max-faces"),
     lenient: bool = typer.Option(False, "--lenient", help="warn instead of rejecting odd sizes"),
+    coacd_timeout: float = typer.Option(60.0, "--coacd-timeout", help="seconds for CoACD before the convex hull is used"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write the import cache"),
     out: Optional[Path] = OutOpt,
 ) -> None:
     """Import a mesh, repair and check it, decompose it for collision."""
     asset = import_mesh(path, category=category, scale=scale, unit=unit, density=density, name=name,
-                        max_faces=max_faces, strict_size=not lenient)
+                        max_faces=max_faces, strict_size=not lenient, coacd_timeout_s=coacd_timeout,
+                        cache=not no_cache)
     _show(asset, out)

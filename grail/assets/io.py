@@ -1,24 +1,25 @@
-"""Write assets as mesh files (+ a small JSON record) and read them back; MJCF fragments.
+"""Write assets as mesh files (+ a small JSON record) and read them back.
 
 Layout written by :func:`write_asset` in ``directory``::
 
     <name>_visual.obj        the visual mesh (metric, asset frame)
     <name>_col_<i>.obj       one convex collision part per file
     <name>_asset.json        the dict returned by write_asset (mass, com, inertia, params, ...)
+
+Every file is written atomically (readers see the old file or the new one). MJCF for assets is
+built by :func:`grail.scene.mjcf.scene_mjcf`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import trimesh
 
+from grail.atomic import write_bytes_atomic, write_text_atomic
 from grail.errors import GrailError
 
 from .types import Asset
@@ -30,18 +31,6 @@ def _check_name(name: str) -> str:
     if not _NAME_RE.match(name or ""):
         raise GrailError(f"asset name {name!r} must be letters, digits, '_', '-', '.'", field="name")
     return name
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _mesh_bytes(mesh: trimesh.Trimesh, fmt: str) -> bytes:
@@ -68,11 +57,11 @@ def write_asset(asset: Asset, directory, *, fmt: str = "obj") -> dict:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     visual = f"{name}_visual.{fmt}"
-    _atomic_write(d / visual, _mesh_bytes(asset.visual, fmt))
+    write_bytes_atomic(d / visual, _mesh_bytes(asset.visual, fmt))
     cols = []
     for i, part in enumerate(asset.collision):
         fn = f"{name}_col_{i}.{fmt}"
-        _atomic_write(d / fn, _mesh_bytes(part, fmt))
+        write_bytes_atomic(d / fn, _mesh_bytes(part, fmt))
         cols.append(fn)
     info = {
         "name": name,
@@ -90,7 +79,7 @@ def write_asset(asset: Asset, directory, *, fmt: str = "obj") -> dict:
         "extents": [float(v) for v in asset.extents],
         "params": asset.params,
     }
-    _atomic_write(d / f"{name}_asset.json", json.dumps(info, indent=1).encode())
+    write_text_atomic(d / f"{name}_asset.json", json.dumps(info, indent=1))
     return info
 
 
@@ -132,33 +121,3 @@ def read_asset_files(directory, name: str) -> Asset:
         )
     except KeyError as exc:
         raise GrailError("missing key", file=rec, field=str(exc.args[0])) from None
-
-
-def mjcf_fragments(info: dict, *, mesh_prefix: str = "", pos=(0.0, 0.0, 0.0), quat=(1.0, 0.0, 0.0, 0.0),
-                   body_name: str | None = None) -> tuple[str, str]:
-    """(``<asset>`` children, ``<body>`` element) for one written asset.
-
-    ``mesh_prefix`` is prepended to file names (e.g. 'meshes/'). Free bodies get a freejoint and
-    an explicit ``<inertial>``; static assets (terrain) get neither. The visual geom does not
-    collide (group 2); collision geoms are group 3. ``quat`` is wxyz.
-    """
-    n = info["name"]
-    body = body_name or n
-    assets = [f'<mesh name={quoteattr(n + "_visual")} file={quoteattr(mesh_prefix + info["visual"])}/>']
-    for i, fn in enumerate(info["collision"]):
-        assets.append(f'<mesh name={quoteattr(f"{n}_col_{i}")} file={quoteattr(mesh_prefix + fn)}/>')
-    rgba = " ".join(f"{c:g}" for c in info["rgba"])
-    lines = [f'<body name={quoteattr(body)} pos="{_v(pos)}" quat="{_v(quat)}">']
-    if not info["static"]:
-        lines.append("  <freejoint/>")
-        lines.append(f'  <inertial pos="{_v(info["com"])}" mass="{info["mass"]:.9g}" fullinertia="{_v(info["fullinertia"])}"/>')
-    lines.append(f'  <geom type="mesh" mesh={quoteattr(n + "_visual")} contype="0" conaffinity="0" group="2" '
-                 f'mass="0" rgba="{rgba}"/>')
-    for i in range(len(info["collision"])):
-        lines.append(f'  <geom type="mesh" mesh={quoteattr(f"{n}_col_{i}")} group="3" mass="0" rgba="{rgba}"/>')
-    lines.append("</body>")
-    return "\n".join(assets), "\n".join(lines)
-
-
-def _v(x) -> str:
-    return " ".join(f"{float(v):.9g}" for v in x)

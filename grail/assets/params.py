@@ -251,28 +251,52 @@ OBJECT_CATEGORY = {
 }
 
 
-def validate_params(kind: str, params: dict | None, registry: dict[str, type[_Params]], what: str):
-    """Validate ``params`` for ``kind``; every problem becomes a GrailError naming the field."""
+_BOUND_WORDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
+                "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
+
+
+def validate_params(kind: str, params: dict | None, registry: dict[str, type[_Params]], what: str) -> _Params:
+    """Validate ``params`` for ``kind``; every problem becomes a GrailError.
+
+    The error's field is the parameter's own name (e.g. ``size_x``), or None for a problem that
+    involves several parameters; callers prefix their own path (a template gives
+    ``objects[0].variants[0].params.size_x``). The message starts with the kind:
+    ``box: size_x must be > 0.005 (got -0.1)``. Unknown parameters list the allowed names.
+    """
     if kind not in registry:
         raise GrailError(f"unknown {what} kind {kind!r}; expected one of {sorted(registry)}", field="kind")
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise GrailError(f"params must be a mapping, got {type(params).__name__}", field=f"{kind}.params")
+        raise GrailError(f"{kind}: params must be a mapping, got {type(params).__name__}", field=None)
     model = registry[kind]
     try:
         return model.model_validate(params)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err.get("loc", ()) if not isinstance(p, int))
-        field = f"{kind}.{loc}" if loc else f"{kind}.params"
-        if err.get("type") == "extra_forbidden":
-            msg = f"unknown parameter (allowed: {', '.join(sorted(model.model_fields))})"
-        else:
-            msg = err.get("msg", str(exc))
-            if "input" in err and loc:
-                msg = f"{msg} (got {err['input']!r})"
-        raise GrailError(msg, field=field) from None
+        raise GrailError(f"{kind}: {_describe(err, loc, model)}", field=loc or None) from None
+
+
+def _describe(err: dict, loc: str, model: type[_Params]) -> str:
+    """One readable sentence for a pydantic error."""
+    etype = err.get("type", "")
+    if etype == "extra_forbidden":
+        return f"unknown parameter {loc!r} (allowed: {', '.join(sorted(model.model_fields))})"
+    ctx = err.get("ctx") or {}
+    if etype in _BOUND_WORDS and _BOUND_WORDS[etype][0] in ctx:
+        key, op = _BOUND_WORDS[etype]
+        msg = f"{loc} must be {op} {ctx[key]}"
+    else:
+        msg = str(err.get("msg", "invalid value"))
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        where = "".join(f"[{p}]" if isinstance(p, int) else ("." if i else "") + str(p)
+                        for i, p in enumerate(err.get("loc", ())))
+        msg = f"{where}: {msg}" if where else msg
+    if loc and "input" in err:
+        msg = f"{msg} (got {err['input']!r})"
+    return msg
 
 
 def resolved(model: _Params) -> dict:

@@ -135,15 +135,16 @@ _BUILDERS = {
 def make_object(kind: str, params: dict | None = None, name: str | None = None) -> Asset:
     """Build a procedural object or piece of furniture.
 
-    ``params`` are validated against ``OBJECT_KINDS[kind]`` (unknown keys and out-of-range values
-    raise GrailError naming ``<kind>.<field>``). Mass comes from ``density`` times the volume of the
-    visual solid, or from ``mass`` when given (then the effective density is recorded). Inertia
-    is the exact solid's inertia about its centre of mass.
+    ``params`` are validated against ``OBJECT_KINDS[kind]``: unknown keys and out-of-range values
+    raise GrailError whose field is the parameter's name (e.g. ``size_x``) and whose message starts
+    with the kind. Mass comes from ``density`` times the volume of the visual solid, or from
+    ``mass`` when given (then the effective density is recorded). Inertia is the exact solid's
+    inertia about its centre of mass.
     """
     model = validate_params(kind, params, OBJECT_KINDS, "object")
     visual, collision, exact_pieces, support = _BUILDERS[kind](model)
     if not visual.is_watertight or visual.volume <= 0:
-        raise GrailError("generated mesh is not a closed solid (parameters too extreme?)", field=f"{kind}.params")
+        raise GrailError(f"{kind}: the generated mesh is not a closed solid (parameters too extreme?)", field=None)
     off = g.recentre_offset(visual)
     visual.apply_translation(off)
     collision = [c.convex_hull for c in collision]
@@ -177,18 +178,24 @@ def make_object(kind: str, params: dict | None = None, name: str | None = None) 
     )
 
 
-def _crosscheck(kind, pieces, density, mass, com, inertia, tol=1e-3):
-    """Union mass properties vs the sum over disjoint pieces (parallel-axis theorem)."""
+def _crosscheck(kind: str, pieces: list[trimesh.Trimesh], density: float, mass: float, com: np.ndarray,
+                inertia: np.ndarray, tol: float = 1e-3) -> None:
+    """Union mass properties vs the sum over its disjoint pieces (parallel-axis theorem).
+
+    An internal consistency check of the builders: a mismatch is a bug, so it raises.
+    """
     m2, c2, i2 = g.combine_mass([g.mass_properties(p, density) for p in pieces])
     scale = max(np.abs(inertia).max(), 1e-12)
-    bad = (
-        abs(m2 - mass) > tol * mass
-        or np.linalg.norm(c2 - com) > 1e-5
-        or np.abs(i2 - inertia).max() > tol * scale
-    )
-    if bad:
-        log.warning("%s: mass properties of the union disagree with the sum of its pieces "
-                    "(mass %.6g vs %.6g kg)", kind, mass, m2)
+    errors = []
+    if abs(m2 - mass) > tol * mass:
+        errors.append(f"mass {mass:.9g} vs {m2:.9g} kg")
+    if np.linalg.norm(c2 - com) > 1e-5:
+        errors.append(f"com {np.round(com, 6).tolist()} vs {np.round(c2, 6).tolist()} m")
+    if np.abs(i2 - inertia).max() > tol * scale:
+        errors.append(f"inertia differs by {np.abs(i2 - inertia).max():.3g} kg m^2 (scale {scale:.3g})")
+    if errors:
+        raise RuntimeError(f"{kind}: mass properties of the solid disagree with the sum of its pieces: "
+                           + "; ".join(errors))
 
 
 # ---- terrain ------------------------------------------------------------------------------
@@ -254,7 +261,7 @@ def make_terrain(kind: str, params: dict | None = None, name: str | None = None)
     model = validate_params(kind, params, TERRAIN_KINDS, "terrain")
     visual, parts, top = _TERRAIN_BUILDERS[kind](model)
     if not visual.is_watertight or visual.volume <= 0:
-        raise GrailError("generated terrain is not a closed solid", field=f"{kind}.params")
+        raise GrailError(f"{kind}: the generated terrain is not a closed solid (parameters too extreme?)", field=None)
     return Asset(
         name=name or kind,
         kind=kind,
