@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from grail.character.g1_proportions import FIT_WEIGHTS, G1_SEGMENTS
+from grail.atomic import write_text_atomic
 from grail.errors import GrailError
 
 #: Anny's local changes used by the fit (signed, -1..1: "decr" .. "incr").
@@ -264,9 +265,7 @@ def fit_g1_character(*, refit: bool = False, cache: bool = True) -> CharacterSha
     shape = fit_anny_to_g1()
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(shape.to_dict(), indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(shape.to_dict(), indent=2, sort_keys=True))
     return shape
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from grail.character.anny_body import (
     anny_version,
     grail_cache_dir,
 )
+from grail.atomic import write_bytes_atomic
 from grail.errors import GrailError
 
 REGIONS = ("skin", "shirt", "trousers", "shoes", "hair")
@@ -206,9 +207,9 @@ def build_character(shape: CharacterShape, model_path: str | Path | None = None,
             pass  # a damaged cache file is rebuilt below
     character = _build_character(shape, model_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **character.arrays())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **character.arrays())
+    write_bytes_atomic(path, buffer.getvalue())
     return character
 
 
