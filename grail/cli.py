@@ -103,15 +103,56 @@ def run(
     height: Optional[int] = typer.Option(360, min=16, max=4096, help="Render height."),
     force: bool = typer.Option(False, "--force", help="Redo stages even when done."),
 ) -> None:
-    """All data stages available so far (compose) for one or more seeds on this machine."""
+    """All data stages available so far (compose, generate) for one or more seeds on this machine."""
     results = _compose_many(template, seed, num, out, width, height, force)
+    _generate_many([seq.path for seq, _ in results], "procedural", None, None, force)
     for seq, _ in results:
         _print_status(seq.path)
 
 
+def _generate_many(dirs: list[Path], backend: str, width: Optional[int], height: Optional[int], force: bool) -> list[Path]:
+    """Generate the video of each sequence; a failing sequence is reported and the others go on."""
+    from grail.video.generate import GenerateOptions, generate_sequence
+
+    options = GenerateOptions(backend=backend, width=width, height=height)
+    done, failures = [], []
+    with _progress() as progress:
+        for d in dirs:
+            task = progress.add_task(f"generate {d.name}", total=None)
+
+            def tick(i: int, n: int, task=task) -> None:
+                progress.update(task, completed=i, total=n)
+
+            try:
+                seq, result = generate_sequence(d, options, force=force, progress=tick)
+            except GrailError as err:
+                if len(dirs) == 1:
+                    raise
+                failures.append(d.name)
+                progress.console.print(f"[red]error:[/red] {err.one_line()}", soft_wrap=True, highlight=False)
+            else:
+                verb = "skipped (done)" if result.skipped else f"done in {result.seconds:.2f} s"
+                progress.console.print(f"{seq.path}: video {verb}", soft_wrap=True, highlight=False)
+                done.append(d)
+            progress.remove_task(task)
+    if failures:
+        raise GrailError(f"{len(failures)} of {len(dirs)} sequences failed: {', '.join(failures)}")
+    return done
+
+
 @app.command()
-def status(paths: list[Path] = typer.Argument(..., help="Sequence directories or an output root.")) -> None:
-    """Show each sequence's stages: status, seconds, errors."""
+def generate(
+    sequences: list[Path] = typer.Argument(..., help="Composed sequence directories (or an output root)."),
+    backend: str = typer.Option("procedural", help="Video source: procedural (embedded, with ground truth)."),
+    width: Optional[int] = typer.Option(None, min=16, max=4096, help="Video width (default: the scene camera's)."),
+    height: Optional[int] = typer.Option(None, min=16, max=4096, help="Video height (default: the scene camera's)."),
+    force: bool = typer.Option(False, "--force", help="Redo the stage even when it is done."),
+) -> None:
+    """Make the interaction video of composed scenes (video.mp4, video.json, gt.npz)."""
+    _generate_many(_sequence_dirs(sequences), backend, width, height, force)
+
+
+def _sequence_dirs(paths: list[Path]) -> list[Path]:
     dirs: list[Path] = []
     for p in paths:
         if (p / "sequence.json").is_file():
@@ -122,7 +163,13 @@ def status(paths: list[Path] = typer.Argument(..., help="Sequence directories or
             raise GrailError("not a sequence directory or output root", file=p)
     if not dirs:
         raise GrailError("no sequences found", file=paths[0])
-    for d in dirs:
+    return dirs
+
+
+@app.command()
+def status(paths: list[Path] = typer.Argument(..., help="Sequence directories or an output root.")) -> None:
+    """Show each sequence's stages: status, seconds, errors."""
+    for d in _sequence_dirs(paths):
         _print_status(d)
 
 

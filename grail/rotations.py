@@ -37,3 +37,24 @@ def matrix_from_quat(q: np.ndarray) -> np.ndarray:
 def yaw_quat(yaw_rad: float) -> np.ndarray:
     """wxyz quaternion of a rotation about +z."""
     return np.array([math.cos(yaw_rad / 2), 0.0, 0.0, math.sin(yaw_rad / 2)])
+
+
+def quats_from_matrices(R: np.ndarray) -> np.ndarray:
+    """(...,3,3) rotations -> (...,4) unit wxyz quaternions with w >= 0 (batched)."""
+    from scipy.spatial.transform import Rotation
+
+    R = np.asarray(R, float)
+    q = Rotation.from_matrix(R.reshape(-1, 3, 3)).as_quat()  # xyzw
+    q = np.concatenate([q[:, 3:], q[:, :3]], 1)
+    q[q[:, 0] < 0] *= -1
+    return q.reshape(R.shape[:-2] + (4,))
+
+
+def matrices_from_quats(q: np.ndarray) -> np.ndarray:
+    """(...,4) wxyz quaternions (normalised here) -> (...,3,3) rotations (batched)."""
+    from scipy.spatial.transform import Rotation
+
+    q = np.asarray(q, float)
+    flat = q.reshape(-1, 4)
+    R = Rotation.from_quat(np.concatenate([flat[:, 1:], flat[:, :1]], 1)).as_matrix()
+    return R.reshape(q.shape[:-1] + (3, 3))

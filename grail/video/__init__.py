@@ -1,0 +1,1 @@
+"""The generate stage: interaction videos of a composed scene (procedural source first)."""

@@ -1,0 +1,380 @@
+"""Task planners: what the character does in each template task, as footsteps and keyframes.
+
+Every planner works from the scene only (object and furniture geometry, terrain heights) and the
+seed (speed, approach angle, stance, hand choice, timing), and raises a one-line GrailError when
+the task cannot be done (goal unreachable, object too heavy or too large, no room to sit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from grail.errors import GrailError
+from grail.video.body import BodyRig, MotionChannels, rot_z
+from grail.video.gait import Footprint, FootPose, GaitParams, GaitPlanner, minjerk, wrap
+from grail.video.ik import frame
+from grail.video.timeline import Timeline, Track
+from grail.video.world import Body, SceneWorld, yaw_of
+
+ONE_HAND_MAX_WIDTH = 0.10  # m across the grasp
+ONE_HAND_MAX_MASS = 1.0  # kg; a G1-sized child lifts about this in one hand
+TWO_HAND_MAX_WIDTH = 0.45
+TWO_HAND_MAX_MASS = 3.0
+REACH_LIMIT = 0.95  # share of the arm length a grasp may use
+
+
+@dataclass
+class Style:
+    """Per-seed variety."""
+
+    speed: float
+    step_length: float
+    stance_width: float
+    approach_deg: float
+    hand: int  # preferred hand for one-handed grasps: 0 left, 1 right
+    first_foot: int
+    pause: float  # s of hesitation before acting
+    body_clearance: float  # m between the belly and furniture when reaching
+    lift: float  # m an object is lifted off its support
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> "Style":
+        return cls(speed=float(rng.uniform(0.62, 0.85)), step_length=float(rng.uniform(0.3, 0.37)),
+                   stance_width=float(rng.uniform(0.17, 0.23)), approach_deg=float(rng.uniform(-10, 10)),
+                   hand=int(rng.integers(2)), first_foot=int(rng.integers(2)), pause=float(rng.uniform(0.05, 0.25)),
+                   body_clearance=float(rng.uniform(0.16, 0.2)), lift=float(rng.uniform(0.08, 0.14)))
+
+
+@dataclass
+class ObjectKey:
+    """A key of an object's trajectory: fixed in the world, or carried in the pelvis frame."""
+
+    t: float
+    frame: str  # "world" | "body" (pelvis yaw frame) | "body_xy" (follows the pelvis in the plane)
+    #            | "chest" (T relative to the chest) | "chest_at" (T in the world at t, then moving with the chest)
+    T: np.ndarray  # (4,4)
+
+
+@dataclass
+class Grasp:
+    obj: str
+    sides: list[int]
+    local: dict[int, np.ndarray]  # hand palm frame in the object frame (4,4), per side
+    palm_dir_local: dict[int, np.ndarray]
+    t_grasp: float = 0.0
+    t_release: float = np.inf
+    gap: dict[int, Track] = field(default_factory=dict)
+
+
+def horizontal(v: np.ndarray) -> np.ndarray:
+    v = np.array([v[0], v[1], 0.0])
+    return v / max(np.linalg.norm(v), 1e-9)
+
+
+def left_of(yaw: float) -> np.ndarray:
+    return np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+
+
+def fwd_of(yaw: float) -> np.ndarray:
+    return np.array([np.cos(yaw), np.sin(yaw), 0.0])
+
+
+def pose_matrix(R: np.ndarray, p: np.ndarray) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, p
+    return T
+
+
+class Animator:
+    """Shared machinery of all tasks: state, walking, reaching, object trajectories."""
+
+    def __init__(self, world: SceneWorld, rig: BodyRig, seed: int, params: GaitParams | None = None):
+        self.world, self.rig = world, rig
+        spec = world.spec
+        self.rng = np.random.default_rng([int(seed), 0x9E37])
+        self.style = Style.sample(self.rng)
+        st = self.style
+        p = params or GaitParams()
+        p.step_length = st.step_length
+        p.step_period = st.step_length / st.speed
+        p.stance_width = st.stance_width
+        leg = rig.leg["L"]
+        fp = Footprint(heel=leg["heel_x"] - 0.005, toe=leg["toe_x"], half_width=leg["half_width"])
+        self.planner = GaitPlanner(world.ground, fp, p)
+        c = spec.character.pose
+        from grail.rotations import matrix_from_quat
+
+        self.start_yaw = yaw_of(matrix_from_quat(np.asarray(c.quat, float)))
+        self.start_xy = np.asarray(c.pos[:2], float)
+        feet = []
+        for k, s in enumerate(("L", "R")):
+            ref = rot_z(self.start_yaw) @ leg_ref(rig, s) + np.r_[self.start_xy, 0.0]
+            z = float(world.ground.height(ref[None, :2])[0])
+            feet.append(FootPose(np.r_[ref[:2], z], self.start_yaw))
+        self.tl = Timeline(rig, self.planner, spec.fps, spec.duration_s, feet)
+        self.grasps: list[Grasp] = []
+        self.object_keys: dict[str, list[ObjectKey]] = {
+            name: [ObjectKey(0.0, "world", b.T.copy())] for name, b in world.objects.items()}
+        self.pelvis_contact: list[tuple[float, float]] = []
+        self.grasp_yaw: dict[str, float] = {}
+        self.carry: dict[str, np.ndarray] = {}
+        self._intro()
+
+    @property
+    def seat_offset(self) -> float:
+        """Height of the pelvis above a seat when sitting: the thigh's radius under the hip."""
+        rig, c = self.rig, self.rig.character
+        hip, knee = rig.leg["L"]["hip"], rig.leg["L"]["knee"]
+        thigh = c.vertices[np.isin(c.skin_bone_indices[:, 0], [rig.i["upperleg01.L"], rig.i["upperleg02.L"]])]
+        axis = (knee - hip) / np.linalg.norm(knee - hip)
+        rel = thigh - hip
+        along = rel @ axis
+        radial = np.linalg.norm(rel - along[:, None] * axis, axis=1)
+        near = (along > 0.05) & (along < 0.15)
+        return float(np.percentile(radial[near], 90)) + 0.005
+
+    # ---- time and state --------------------------------------------------------------------
+    def _intro(self) -> None:
+        """Frame 0 is the compose render's rest pose; the arms relax over the first 0.4 s."""
+        tl, rig = self.tl, self.rig
+        z0 = 0.5 * (tl.initial_feet[0].pos[2] + tl.initial_feet[1].pos[2])
+        T0 = pose_matrix(rot_z(self.start_yaw), np.r_[self.start_xy, z0])
+        n = tl.frame_of(0.5) + 1
+        for k, s in enumerate(("L", "R")):
+            palm = T0[:3, :3] @ rig.arm[s]["palm_point"] + T0[:3, 3]
+            tl.hand_pos[k, :n] = palm
+            tl.hand_rot[k, :n] = T0[:3, :3]
+            tl.hand_weight[k] = Track([(0.0, np.array(1.0)), (0.45, np.array(0.0))])
+        tl.tracks["drop"].keys = [(0.0, np.array(tl.height_offset)), (0.4, np.array(0.0))]
+        tl.now = 0.25 + self.style.pause
+
+    @property
+    def yaw(self) -> float:
+        f = self.tl.feet
+        return float(np.arctan2(np.sin(f[0].yaw) + np.sin(f[1].yaw), np.cos(f[0].yaw) + np.cos(f[1].yaw)))
+
+    @property
+    def centre(self) -> np.ndarray:
+        f = self.tl.feet
+        return 0.5 * (f[0].pos + f[1].pos)
+
+    def wait(self, seconds: float) -> None:
+        self.tl.now += seconds
+
+    # ---- locomotion ------------------------------------------------------------------------
+    def turn_to(self, yaw: float) -> None:
+        g = self.planner.turn(self.tl.feet, yaw, self.tl.now)
+        if g.steps:
+            self.tl.phase("turn")
+            self.tl.add_gait(g)
+            self.tl.now += 0.05
+
+    def go_to(self, xy: np.ndarray, final_yaw: float | None = None, tolerance_deg: float = 8.0) -> None:
+        d = np.asarray(xy, float) - self.centre[:2]
+        if np.linalg.norm(d) > 0.08:
+            heading = float(np.arctan2(d[1], d[0]))
+            if abs(wrap(heading - self.yaw)) > np.deg2rad(25):
+                self.turn_to(heading)
+            self.tl.phase("walk")
+            g = self.planner.walk(self.tl.feet, xy, self.tl.now, self.style.first_foot)
+            self.tl.add_gait(g)
+            self.tl.now += 0.05
+        if final_yaw is not None and abs(wrap(final_yaw - self.yaw)) > np.deg2rad(tolerance_deg):
+            self.turn_to(final_yaw)
+
+    # ---- objects and hands -------------------------------------------------------------------
+    def object_centre(self, body: Body) -> np.ndarray:
+        w = body.world
+        return 0.5 * (w.min(0) + w.max(0))
+
+    def plan_grasp(self, name: str, yaw: float, height_frac: float = 0.5, sides: list[int] | None = None,
+                   palm_forward: bool = False, contact_height: float | None = None) -> Grasp:
+        """Palms on the object's sides (across the body's left-right axis), or on its back face."""
+        body = self.world.objects[name]
+        item = body.item
+        c = self.object_centre(body)
+        w = body.world
+        c[2] = w[:, 2].min() + height_frac * np.ptp(w[:, 2]) if contact_height is None else contact_height
+        L, F = left_of(yaw), fwd_of(yaw)
+        width = body.extent_along(L, c, 0.03) + body.extent_along(-L, c, 0.03)
+        if sides is None:
+            sides = [self.style.hand] if width <= ONE_HAND_MAX_WIDTH and item.mass <= ONE_HAND_MAX_MASS else [0, 1]
+        if not palm_forward:  # pushing (palms on the back face) neither lifts nor spans the object
+            self._check_grasp(body, width, sides)
+        local, palm_local = {}, {}
+        inv = np.linalg.inv(body.T)
+        for s in sides:
+            if palm_forward:
+                lateral = (0.5 - s) * 2 * min(0.14, 0.5 * width - 0.06)
+                point = c - F * body.extent_along(-F, c, 0.05) + L * lateral
+                palm, fingers = F, np.array([0.0, 0.0, 1.0]) + 0.3 * F
+            else:
+                side_dir = L if s == 0 else -L
+                point = c + side_dir * body.extent_along(side_dir, c, 0.03)
+                palm, fingers = -side_dir, F - 0.25 * np.array([0, 0, 1.0])
+            R = frame(fingers, palm) @ frame(self.rig.arm["LR"[s]]["fingers"], self.rig.arm["LR"[s]]["palm"]).T
+            local[s] = inv @ pose_matrix(R, point)
+            palm_local[s] = inv[:3, :3] @ palm
+        g = Grasp(name, sides, local, palm_local)
+        self.grasps.append(g)
+        return g
+
+    def _check_grasp(self, body: Body, width: float, sides: list[int]) -> None:
+        item = body.item
+        field = f"objects[{self.world.spec.objects.index(item)}]"
+        if len(sides) == 1 and (width > ONE_HAND_MAX_WIDTH or item.mass > ONE_HAND_MAX_MASS):
+            raise GrailError(f"{item.name} ({width:.2f} m, {item.mass:.2f} kg) is too big or heavy for one hand", field=field)
+        if width > TWO_HAND_MAX_WIDTH:
+            raise GrailError(f"{item.name} is {width:.2f} m across: too large to grasp (max {TWO_HAND_MAX_WIDTH} m)", field=f"{field}.params")
+        if item.mass > TWO_HAND_MAX_MASS and len(sides) == 2:
+            raise GrailError(f"{item.name} weighs {item.mass:.2f} kg: too heavy to carry (max {TWO_HAND_MAX_MASS} kg)", field=f"{field}.mass")
+
+    def posture_for(self, g: Grasp, pelvis_xy: np.ndarray, yaw: float, ground_z: float,
+                    max_bend: float = 1.7, max_drop: float = 0.46, T_obj: np.ndarray | None = None,
+                    limit: float = REACH_LIMIT) -> tuple[float, float]:
+        """Smallest trunk bend and squat depth that bring the palms within reach."""
+        bends = np.linspace(0.0, max_bend, 18)
+        drops = np.linspace(0.0, max_drop, 12)
+        B, Dp = [a.ravel() for a in np.meshgrid(bends, drops)]
+        n = len(B)
+        ch = MotionChannels.standing(n, np.r_[pelvis_xy, ground_z + self.rig.pelvis_height - 0.015], yaw)
+        ch.root_pos[:, 2] -= Dp
+        ch.pelvis_pitch, ch.spine_pitch = 0.5 * B, 0.5 * B
+        for k in (0, 1):
+            ch.sole_pos[k] = self.tl.feet[k].pos
+            ch.foot_rot[k] = rot_z(np.full(n, self.tl.feet[k].yaw))
+        body = self.world.objects[g.obj]
+        for s in g.sides:
+            T = (body.T if T_obj is None else T_obj) @ g.local[s]
+            ch.hand_pos[s], ch.hand_rot[s], ch.hand_weight[s] = T[:3, 3], T[:3, :3], 1.0
+        pose = self.rig.solve(ch)
+        reach = pose.arm_reach[g.sides].max(0)
+        cost = B ** 2 + 10 * Dp ** 2
+        ok = reach <= limit
+        if not ok.any():
+            raise GrailError(f"{g.obj} is out of reach from where the character can stand", field="objects")
+        best = int(np.argmin(np.where(ok, cost, np.inf)))
+        return float(B[best]), float(Dp[best])
+
+    def reach_and_grasp(self, g: Grasp, duration: float, bend: float, drop: float, hold: float = 0.15) -> None:
+        tl = self.tl
+        t0, t1 = tl.now, tl.now + duration
+        tl.phase("reach")
+        for name, v in (("pelvis_pitch", 0.5 * bend), ("spine_pitch", 0.5 * bend), ("drop", drop)):
+            tl.key(name, t0, tl.tracks[name].value_at(t0))
+            tl.key(name, t1, v)
+        for s in g.sides:
+            tl.hand_weight[s].set(t0, tl.hand_weight[s].value_at(t0))
+            tl.hand_weight[s].set(t1 - 0.1, 1.0)
+            g.gap[s] = Track([(0.0, np.array(0.07)), (t1 - 0.22, np.array(0.07)), (t1, np.array(0.0))])
+        g.t_grasp = t1
+        tl.phase("grasp", t1)
+        tl.now = t1 + hold
+
+    def release(self, g: Grasp, duration: float = 0.45) -> None:
+        tl = self.tl
+        t0 = tl.now
+        g.t_release = t0
+        tl.phase("release")
+        for s in g.sides:
+            g.gap[s].set(t0, 0.0)
+            g.gap[s].set(t0 + 0.5 * duration, 0.07)
+            tl.hand_weight[s].set(t0 + 0.15, 1.0)
+            tl.hand_weight[s].set(t0 + duration, 0.0)
+        tl.now = t0 + duration
+
+    def move_object(self, name: str, t: float, frame_: str, T: np.ndarray) -> None:
+        self.object_keys[name].append(ObjectKey(t, frame_, T))
+
+    def body_frame_at(self, t: float, pelvis_xy: np.ndarray, yaw: float, z: float) -> np.ndarray:
+        return pose_matrix(rot_z(yaw), np.r_[pelvis_xy, z])
+
+    # ---- final assembly ------------------------------------------------------------------------
+    def finish(self) -> tuple[MotionChannels, dict]:
+        tl = self.tl
+        if tl.now > tl.duration + 1e-6:
+            raise GrailError(f"the task needs {tl.now:.1f} s but the template allows {tl.duration:.1f} s",
+                             field="duration_s")
+        ch = tl.channels()
+        first = self.rig.solve(ch)  # the trunk's motion, for objects carried against the chest
+        self.chest = pose_matrix_batch(first.deltas[:, self.rig.i["spine01"]], first.bone_world[:, self.rig.i["spine01"], :3, 3])
+        objects = self._object_trajectories(ch)
+        self._hands(ch, objects)
+        return ch, objects
+
+    def _object_trajectories(self, ch: MotionChannels) -> dict[str, np.ndarray]:
+        tl = self.tl
+        base = pose_matrix_batch(rot_z(tl.base_yaw), np.c_[tl.base_xy, ch.root_pos[:, 2]])
+        out = {}
+        for name, keys in self.object_keys.items():
+            keys = sorted(keys, key=lambda k: k.t)
+            worlds = [self._key_world(k, base) for k in keys]
+            T = worlds[0].copy()
+            for (k0, w0), (k1, w1) in zip(zip(keys[:-1], worlds[:-1]), zip(keys[1:], worlds[1:])):
+                sel = tl.times >= k0.t
+                u = np.clip((tl.times - k0.t) / max(k1.t - k0.t, 1e-6), 0, 1)
+                u = minjerk(u)
+                blended = blend_poses(w0, w1, u)
+                T[sel] = blended[sel]
+            out[name] = T
+        return out
+
+    def _key_world(self, k: ObjectKey, base: np.ndarray) -> np.ndarray:
+        n = len(base)
+        if k.frame == "world":
+            return np.broadcast_to(k.T, (n, 4, 4)).copy()
+        if k.frame == "body":
+            return base @ k.T
+        if k.frame == "chest":
+            return self.chest @ k.T
+        if k.frame == "chest_at":
+            return self.chest @ (np.linalg.inv(self.chest[self.tl.frame_of(k.t)]) @ k.T)
+        flat = base.copy()  # body_xy: follows the pelvis in the plane, height from the key
+        out = flat @ k.T
+        out[:, 2, 3] = k.T[2, 3]
+        return out
+
+    def _hands(self, ch: MotionChannels, objects: dict[str, np.ndarray]) -> None:
+        tl = self.tl
+        contact = np.zeros((2, tl.frames), bool)
+        contact_obj = np.full((2, tl.frames), -1)
+        names = list(objects)
+        for g in self.grasps:
+            T_obj = objects[g.obj]
+            for s in g.sides:
+                gap = g.gap[s].sample(tl.times)
+                H = T_obj @ g.local[s]
+                palm_w = np.einsum("tij,j->ti", T_obj[:, :3, :3], g.palm_dir_local[s])
+                pos = H[:, :3, 3] - gap[:, None] * palm_w + np.array([0, 0, 1.0]) * gap[:, None] * 0.4
+                sel = (tl.times >= max(g.t_grasp - 1.2, 0.5)) & (tl.times <= g.t_release + 1.0)
+                ch.hand_pos[s, sel] = pos[sel]
+                ch.hand_rot[s, sel] = H[sel, :3, :3]
+                held = (tl.times >= g.t_grasp - 1e-9) & (tl.times < g.t_release - 1e-9)
+                contact[s] |= held
+                contact_obj[s, held] = names.index(g.obj)
+        ch.hand_weight = np.stack([w.sample(tl.times) for w in tl.hand_weight])
+        self.hand_contact, self.hand_object = contact, contact_obj
+
+
+def leg_ref(rig: BodyRig, side: str) -> np.ndarray:
+    """Rest sole reference point relative to the root's ground projection."""
+    ref = rig.leg[side]["sole_ref"].copy()
+    root = rig.sk.rest[0, :3, 3]
+    return np.array([ref[0] - root[0], ref[1] - root[1], 0.0])
+
+
+def pose_matrix_batch(R: np.ndarray, p: np.ndarray) -> np.ndarray:
+    T = np.zeros(R.shape[:-2] + (4, 4))
+    T[..., :3, :3], T[..., :3, 3], T[..., 3, 3] = R, p, 1.0
+    return T
+
+
+def blend_poses(a: np.ndarray, b: np.ndarray, u: np.ndarray) -> np.ndarray:
+    from grail.video.body import slerp_matrices
+
+    out = a.copy()
+    out[:, :3, :3] = slerp_matrices(a[:, :3, :3], b[:, :3, :3], u)
+    out[:, :3, 3] = a[:, :3, 3] + u[:, None] * (b[:, :3, 3] - a[:, :3, 3])
+    return out

@@ -1,0 +1,91 @@
+"""What the animator knows about a composed scene: walkable ground, furniture and object geometry.
+
+Read from the scene directory only (spec.yaml and meshes/), as every stage must.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import trimesh
+
+from grail.assets.procedural import surface_height
+from grail.rotations import matrix_from_quat
+from grail.scene.spec import ResolvedItem, ResolvedScene
+
+
+def item_transform(item: ResolvedItem) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = matrix_from_quat(np.asarray(item.pose.quat, float))
+    T[:3, 3] = item.pose.pos
+    return T
+
+
+def yaw_of(R: np.ndarray) -> float:
+    return float(np.arctan2(R[1, 0], R[0, 0]))
+
+
+class TerrainGround:
+    """Height of the walkable ground (floor z=0 and terrain tops); furniture is not walkable."""
+
+    def __init__(self, terrain: list[ResolvedItem]):
+        self.items = [(SimpleNamespace(kind=t.kind, params=t.params), np.linalg.inv(item_transform(t)), item_transform(t))
+                      for t in terrain]
+
+    def height(self, xy: np.ndarray) -> np.ndarray:
+        xy = np.asarray(xy, float)
+        z = np.zeros(xy.shape[:-1])
+        for asset, inv, T in self.items:
+            local = xy @ inv[:2, :2].T + inv[:2, 3]
+            z = np.maximum(z, surface_height(asset, local) + T[2, 3])
+        return z
+
+
+@dataclass
+class Body:
+    """A furniture piece or object: its pose and its mesh vertices (local and world)."""
+
+    item: ResolvedItem
+    T: np.ndarray  # (4,4) world pose (rest)
+    local: np.ndarray  # (V,3) visual mesh vertices, body frame
+    collision_local: list[np.ndarray]  # convex parts, body frame
+
+    @property
+    def world(self) -> np.ndarray:
+        return self.local @ self.T[:3, :3].T + self.T[:3, 3]
+
+    @property
+    def top(self) -> float:
+        return float(self.world[:, 2].max())
+
+    def extent_along(self, direction: np.ndarray, centre: np.ndarray, band: float | None = None) -> float:
+        """How far the surface reaches from `centre` along a horizontal direction (near centre height)."""
+        w = self.world
+        if band is not None:
+            near = np.abs(w[:, 2] - centre[2]) < band
+            w = w[near] if near.sum() >= 3 else w
+        return float(np.max((w - centre) @ direction))
+
+
+@dataclass
+class SceneWorld:
+    spec: ResolvedScene
+    ground: TerrainGround
+    furniture: dict[str, Body]
+    objects: dict[str, Body]
+
+    @classmethod
+    def load(cls, scene_dir: Path, spec: ResolvedScene) -> "SceneWorld":
+        def body(item: ResolvedItem) -> Body:
+            mesh = trimesh.load(scene_dir / item.mesh, force="mesh", process=False)
+            parts = [np.asarray(trimesh.load(scene_dir / c, force="mesh", process=False).vertices, float) for c in item.collision]
+            return Body(item, item_transform(item), np.asarray(mesh.vertices, float), parts)
+
+        return cls(spec, TerrainGround(spec.terrain), {f.name: body(f) for f in spec.furniture},
+                   {o.name: body(o) for o in spec.objects})
+
+    def support_of(self, obj: Body) -> Body | None:
+        return self.furniture.get(obj.item.support) if obj.item.support else None
