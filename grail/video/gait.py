@@ -52,6 +52,7 @@ class GaitParams:
     bob: float = 0.012
     sway: float = 0.35  # share of the half stance width the pelvis moves over the stance foot
     arm_swing: float = 0.28  # rad at a full step
+    terrain_step_extra: float = 0.16  # s added to a swing that changes level
 
 
 @dataclass
@@ -162,10 +163,12 @@ class GaitPlanner:
                 continue
             lo = max(current[side] + 0.06, other - 0.05)
             s_new, pose = self.snapped(path, target, side, lo, other + 1.35 * p.step_length)
-            steps.append(Footstep(side, t, t + p.swing_fraction * p.step_period, feet[side], pose))
+            # a step up or down takes longer (more knee flexion to clear the edge at the same joint speed)
+            extra = p.terrain_step_extra if abs(pose.pos[2] - feet[side].pos[2]) > 0.02 else 0.0
+            steps.append(Footstep(side, t, t + p.swing_fraction * p.step_period + extra, feet[side], pose))
             feet[side] = pose
             current[side] = s_new
-            t += p.step_period
+            t += p.step_period + extra
             side = 1 - side
         else:
             raise GrailError("walking plan did not converge", field="task")

@@ -56,7 +56,7 @@ def pick_up(a: Animator, obj: Body, carry: bool = True) -> None:
     g = a.plan_grasp(obj.item.name, yaw)
     a.grasp_yaw[obj.item.name] = yaw
     bend, drop = a.posture_for(g, a.centre[:2], yaw, a.centre[2])
-    a.reach_and_grasp(g, 0.55 + 0.25 * bend, bend, drop)
+    a.reach_and_grasp(g, 0.6 + 0.3 * bend, bend, drop)
     t = a.tl.now
     lifted = obj.T.copy()
     lifted[2, 3] += a.style.lift
