@@ -57,7 +57,7 @@ def half_twist(relative: np.ndarray, axis: np.ndarray) -> np.ndarray:
     hand's pronation so the skin does not candy-wrap, and the wrist stays on the forearm axis."""
     q = Rotation.from_matrix(relative).as_quat()  # xyzw
     angle = 2.0 * np.arctan2(q[:, :3] @ axis, q[:, 3])
-    angle = (angle + np.pi) % (2 * np.pi) - np.pi
+    angle = np.unwrap((angle + np.pi) % (2 * np.pi) - np.pi)  # frames are consecutive: no flip at +-pi
     return Rotation.from_rotvec(0.5 * angle[:, None] * axis).as_matrix()
 
 

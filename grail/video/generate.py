@@ -124,6 +124,8 @@ def generate_sequence(seq_dir: Path, options: GenerateOptions | None = None, for
                       progress: Callable[[int, int], None] | None = None) -> tuple[Sequence, StageResult]:
     """Run the generate stage of a composed sequence (skipped when done and unchanged)."""
     options = options or GenerateOptions()
+    if options.backend not in BACKENDS:
+        raise GrailError(f"unknown video backend {options.backend!r} (available: {', '.join(BACKENDS)})", field="--backend")
     seq_dir = Path(seq_dir)
     if not (seq_dir / "sequence.json").is_file():
         raise GrailError("not a sequence directory (no sequence.json)", file=seq_dir)

@@ -161,7 +161,8 @@ def plan_push(a: Animator) -> None:
     t0 = a.tl.now
     base = pose_matrix(rot_z(yaw), np.r_[a.centre[:2], 0.0])
     rel = np.linalg.inv(base) @ obj.T
-    a.move_object(obj.item.name, t0, "body_xy", rel)
+    a.move_object(obj.item.name, t0, "world", obj.T.copy())  # at rest until the push starts
+    a.move_object(obj.item.name, t0 + 0.02, "body_xy", rel)
     distance = 0.45 + 0.35 * a.rng.random()
     slow = a.planner.p
     old = (slow.step_length, slow.step_period)
