@@ -58,3 +58,16 @@ def matrices_from_quats(q: np.ndarray) -> np.ndarray:
     flat = q.reshape(-1, 4)
     R = Rotation.from_quat(np.concatenate([flat[:, 1:], flat[:, :1]], 1)).as_matrix()
     return R.reshape(q.shape[:-1] + (3, 3))
+
+
+def homogeneous(R: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """(...,3,3) rotations and (...,3) positions -> (...,4,4) transforms (batched)."""
+    R, p = np.asarray(R, float), np.asarray(p, float)
+    T = np.zeros(np.broadcast_shapes(R.shape[:-2], p.shape[:-1]) + (4, 4))
+    T[..., :3, :3], T[..., :3, 3], T[..., 3, 3] = R, p, 1.0
+    return T
+
+
+def transforms(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    """(...,3) positions and (...,4) wxyz quaternions -> (...,4,4) transforms (batched)."""
+    return homogeneous(matrices_from_quats(quat), pos)

@@ -191,7 +191,6 @@ class BodyRig:
 
     def _gaze(self, D, ch: MotionChannels, chest) -> None:
         sk, i = self.sk, self.i
-        head_rest = sk.rest_pos("head")
         pos = sk.positions(ch.root_pos, D)
         head = pos[:, i["head"]] + chest @ np.array([0.06, 0.0, 0.08])
         to = np.einsum("tji,tj->ti", chest, ch.look_at - head)  # in the chest frame
@@ -203,10 +202,9 @@ class BodyRig:
         for name, share in zip(NECK, NECK_SHARE):
             prev = prev @ rot_z(yaw * share) @ rot_y(pitch * share)
             D[:, i[name]] = prev
-        del head_rest
 
     def _legs(self, D, pos, ch: MotionChannels):
-        sk, i = self.sk, self.i
+        i = self.i
         reach, err = np.zeros((2, len(ch.yaw))), np.zeros((2, len(ch.yaw)))
         for k, s in enumerate(SIDES):
             g = self.leg[s]

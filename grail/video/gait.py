@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
 
 from grail.errors import GrailError
 

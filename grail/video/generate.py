@@ -49,15 +49,14 @@ def render_video(synthesis, scene_dir: Path, out: Path, width: int | None, heigh
     width, height = width or cam.width, height or cam.height
     gt = synthesis.gt
     bw = gt.bone_world()
-    poses = [{n: (synthesis.objects[n][:, :3, 3], quats_from_matrices(synthesis.objects[n][:, :3, :3]))
-              for n in synthesis.objects}]
+    poses = {n: (T[:, :3, 3], quats_from_matrices(T[:, :3, :3])) for n, T in synthesis.objects.items()}
     check = set(np.linspace(0, gt.frames - 1, JOINT_CHECK_FRAMES).astype(int).tolist()) if check_joints else set()
     masks, depths, checked = [], [], []
     t0 = time.perf_counter()
     with VideoRenderer(scene_dir, synthesis.character, synthesis.spec.character.colors, width, height) as r, \
             VideoWriter(out, gt.fps, width, height) as writer:
         for i in range(gt.frames):
-            objects = {n: (p[i], q[i]) for n, (p, q) in poses[0].items()}
+            objects = {n: (p[i], q[i]) for n, (p, q) in poses.items()}
             writer.write(r.frame(bw[i], objects))
             if i in check:
                 mask, _, depth = r.segmentation_and_depth(bw[i], objects)
@@ -82,8 +81,6 @@ def generate_dir(scene_dir: Path, out_dir: Path, options: GenerateOptions,
     from grail.video.metrics import check, consistency_metrics
     from grail.video.procedural import synthesize
 
-    if options.backend not in BACKENDS:
-        raise GrailError(f"unknown video backend {options.backend!r} (available: {', '.join(BACKENDS)})", field="--backend")
     t0 = time.perf_counter()
     synthesis = synthesize(scene_dir)
     synth_s = time.perf_counter() - t0

@@ -16,23 +16,13 @@ import trimesh
 from scipy.spatial import ConvexHull, cKDTree
 
 from grail.errors import GrailError
-from grail.rotations import matrices_from_quats
+from grail.rotations import matrices_from_quats, transforms
 from grail.scene.spec import ResolvedItem, ResolvedScene, load_resolved
 
 FLOOR = "floor"
 _VERTICAL = 1e-9  # |n_z| below this: a vertical face (constrains xy only)
 _EDGE = 1e-9  # tolerance of the xy-projection test (points on an edge count as covered)
 QUERY_EDGE_FRACTION = 0.1  # distance queries split object faces to edges <= this x object size
-
-
-def transforms(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
-    """Positions (..., 3) and wxyz quaternions (..., 4) -> homogeneous transforms (..., 4, 4)."""
-    pos = np.asarray(pos, float)
-    T = np.zeros(pos.shape[:-1] + (4, 4))
-    T[..., :3, :3] = matrices_from_quats(quat)
-    T[..., :3, 3] = pos
-    T[..., 3, 3] = 1.0
-    return T
 
 
 @dataclass(frozen=True)

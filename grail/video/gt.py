@@ -37,7 +37,7 @@ import numpy as np
 
 from grail.atomic import write_bytes_atomic
 from grail.errors import GrailError
-from grail.rotations import matrices_from_quats
+from grail.rotations import transforms
 
 CONTACT_NAMES = ("left_foot", "right_foot", "left_hand", "right_hand", "pelvis")
 
@@ -69,19 +69,11 @@ class GroundTruth:
 
     def bone_world(self) -> np.ndarray:
         """(T,J,4,4) bone world transforms."""
-        T = np.zeros(self.bone_pos_w.shape[:2] + (4, 4))
-        T[..., :3, :3] = matrices_from_quats(self.bone_quat_w)
-        T[..., :3, 3] = self.bone_pos_w
-        T[..., 3, 3] = 1.0
-        return T
+        return transforms(self.bone_pos_w, self.bone_quat_w)
 
     def object_world(self, index: int) -> np.ndarray:
         """(T,4,4) world transforms of object `index`."""
-        T = np.zeros((self.frames, 4, 4))
-        T[:, :3, :3] = matrices_from_quats(self.object_quat[:, index])
-        T[:, :3, 3] = self.object_pos[:, index]
-        T[:, 3, 3] = 1.0
-        return T
+        return transforms(self.object_pos[:, index], self.object_quat[:, index])
 
     def joint(self, name: str) -> np.ndarray:
         return self.joint_pos[:, self.joint_names.index(name)]

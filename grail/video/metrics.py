@@ -17,7 +17,8 @@ import trimesh
 
 from grail.character.model import CharacterModel
 from grail.rotations import matrices_from_quats
-from grail.video.geometry import SceneGeometry, transforms
+from grail.rotations import transforms
+from grail.video.geometry import SceneGeometry
 from grail.video.gt import GroundTruth
 
 # Upper bounds (a metric above its bound is a violation).

@@ -8,8 +8,9 @@ import numpy as np
 
 from grail.errors import GrailError
 from grail.video.body import rot_z
-from grail.video.tasks import Animator, fwd_of, left_of, pose_matrix
-from grail.video.world import Body
+from grail.rotations import homogeneous
+from grail.video.tasks import Animator, fwd_of, left_of
+from grail.video.world import Body, item_transform
 
 
 def _focus(a: Animator, kind: str = "objects") -> Body:
@@ -87,7 +88,7 @@ def carry_pose(a: Animator, obj: Body, sides: list[int], yaw: float) -> np.ndarr
         p = np.array([0.17 + depth, 0.0, -0.17])
     else:
         p = np.array([0.12 + depth, 0.08 * (1 if sides[0] == 0 else -1), -0.25])
-    return pose_matrix(R_body, p + rot_z(-yaw) @ centre_offset)
+    return homogeneous(R_body, p + rot_z(-yaw) @ centre_offset)
 
 
 def place_on(a: Animator, obj: Body, target: Body) -> None:
@@ -103,13 +104,12 @@ def place_on(a: Animator, obj: Body, target: Body) -> None:
     spot = centre[:2] - F[:2] * (edge - inset)
     if len(g.sides) == 1:  # one hand puts it down on its own side
         spot = spot + left_of(yaw)[:2] * (0.1 if g.sides[0] == 0 else -0.1)
-    a.go_to(spot - F[:2] * (inset + a.style.body_clearance + 0.05) - left_of(yaw)[:2] * (spot - centre[:2]) @ left_of(yaw)[:2] * 0,
-            yaw, tolerance_deg=20)
+    a.go_to(spot - F[:2] * (inset + a.style.body_clearance + 0.05), yaw, tolerance_deg=20)
     yaw = a.yaw
     R = rot_z(yaw - a.grasp_yaw[name]) @ obj.T[:3, :3]
     bbox_offset = R @ (a.object_centre(obj) - obj.T[:3, 3])
     height = obj.T[2, 3] - obj.world[:, 2].min()
-    T = pose_matrix(R, np.r_[spot - bbox_offset[:2], target.top + height + 0.001])
+    T = homogeneous(R, np.r_[spot - bbox_offset[:2], target.top + height + 0.001])
     a.tl.phase("place")
     t0 = a.tl.now
     above = T.copy()
@@ -159,7 +159,7 @@ def plan_push(a: Animator) -> None:
     a.reach_and_grasp(g, 0.6, bend, drop)
     a.tl.phase("push")
     t0 = a.tl.now
-    base = pose_matrix(rot_z(yaw), np.r_[a.centre[:2], 0.0])
+    base = homogeneous(rot_z(yaw), np.r_[a.centre[:2], 0.0])
     rel = np.linalg.inv(base) @ obj.T
     a.move_object(obj.item.name, t0, "world", obj.T.copy())  # at rest until the push starts
     a.move_object(obj.item.name, t0 + 0.02, "body_xy", rel)
@@ -234,9 +234,6 @@ def plan_locomotion(a: Animator) -> None:
     if not spec.terrain:
         raise GrailError(f"the task {spec.task!r} needs terrain", field="terrain")
     t = spec.terrain[0]
-    body_T = pose_matrix(np.eye(3), np.zeros(3))
-    from grail.video.world import item_transform
-
     body_T = item_transform(t)
     axis = body_T[:3, 0]
     yaw = float(np.arctan2(axis[1], axis[0]))
@@ -249,8 +246,7 @@ def plan_locomotion(a: Animator) -> None:
     along = float(np.dot(end[:2] - start[:2], axis[:2]))
     if along < 0.3:
         raise GrailError("the character starts past the end of the terrain: nothing to walk", field="character.placement")
-    lateral = start[:2] + 0.0
-    goal = lateral + axis[:2] * along
+    goal = start[:2] + axis[:2] * along
     _look(a, np.r_[goal + axis[:2] * 1.5, 0.3], 0.0)
     a.go_to(goal, yaw)
     a.tl.phase("stand")

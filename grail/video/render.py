@@ -25,6 +25,7 @@ import mujoco  # noqa: E402
 from grail.character.mjcf import character_mjcf, character_skin_ids  # noqa: E402
 from grail.character.model import CharacterModel  # noqa: E402
 from grail.errors import GrailError  # noqa: E402
+from grail.rotations import quats_from_matrices  # noqa: E402
 from grail.scene.camera import PinholeCamera  # noqa: E402
 from grail.scene.mjcf import CAMERA_NAME  # noqa: E402
 
@@ -116,32 +117,6 @@ def scaled_camera(camera: PinholeCamera, width: int, height: int, file: Path | s
             f"{width}x{height} changes the camera's aspect ratio ({camera.width}x{camera.height}: "
             f"{aspect:.4f} vs {wanted:.4f})", file=file, field="width")
     return PinholeCamera(width=width, height=height, fov_deg=camera.fov_deg, T_world_cam=camera.T_world_cam.copy())
-
-
-def quats_from_matrices(R: np.ndarray) -> np.ndarray:
-    """(N,3,3) rotations -> (N,4) unit wxyz quaternions, w >= 0 (vectorised)."""
-    R = np.asarray(R, float)
-    m00, m11, m22 = R[:, 0, 0], R[:, 1, 1], R[:, 2, 2]
-    # four candidate forms; use the one with the largest (well-conditioned) leading term per matrix
-    t = np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], 1)
-    k = np.argmax(t, axis=1)
-    s = 0.5 / np.sqrt(np.maximum(t[np.arange(len(R)), k], 1e-12))
-    q = np.empty((len(R), 4))
-    d21, d02, d10 = R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]
-    s21, s02, s10 = R[:, 2, 1] + R[:, 1, 2], R[:, 0, 2] + R[:, 2, 0], R[:, 1, 0] + R[:, 0, 1]
-    tk = t[np.arange(len(R)), k]
-    forms = (
-        np.stack([tk, d21, d02, d10], 1),
-        np.stack([d21, tk, s10, s02], 1),
-        np.stack([d02, s10, tk, s21], 1),
-        np.stack([d10, s02, s21, tk], 1),
-    )
-    for i, form in enumerate(forms):
-        sel = k == i
-        q[sel] = form[sel] * s[sel, None]
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    q[q[:, 0] < 0] *= -1
-    return q
 
 
 # ---- the renderer ------------------------------------------------------------------------------

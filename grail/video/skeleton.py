@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from grail.character.model import CharacterModel
+from grail.rotations import homogeneous
 
 
 @dataclass
@@ -60,12 +61,7 @@ class Skeleton:
 
     def world(self, root_pos: np.ndarray, deltas: np.ndarray) -> np.ndarray:
         """Bone world transforms (T,J,4,4)."""
-        pos = self.positions(root_pos, deltas)
-        out = np.zeros(deltas.shape[:2] + (4, 4))
-        out[..., :3, :3] = deltas @ self.rest[None, :, :3, :3]
-        out[..., :3, 3] = pos
-        out[..., 3, 3] = 1.0
-        return out
+        return homogeneous(deltas @ self.rest[None, :, :3, :3], self.positions(root_pos, deltas))
 
     def local_rotations(self, deltas: np.ndarray) -> np.ndarray:
         """Rest-relative rotation of each bone relative to its parent: D_parent^T D_j."""

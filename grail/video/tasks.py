@@ -16,6 +16,7 @@ from grail.video.body import BodyRig, MotionChannels, rot_z
 from grail.video.gait import Footprint, FootPose, GaitParams, GaitPlanner, minjerk, wrap
 from grail.video.ik import frame
 from grail.video.timeline import Timeline, Track
+from grail.rotations import homogeneous, matrix_from_quat
 from grail.video.world import Body, SceneWorld, yaw_of
 
 ONE_HAND_MAX_WIDTH = 0.10  # m across the grasp
@@ -81,12 +82,6 @@ def fwd_of(yaw: float) -> np.ndarray:
     return np.array([np.cos(yaw), np.sin(yaw), 0.0])
 
 
-def pose_matrix(R: np.ndarray, p: np.ndarray) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = R, p
-    return T
-
-
 class Animator:
     """Shared machinery of all tasks: state, walking, reaching, object trajectories."""
 
@@ -104,8 +99,6 @@ class Animator:
         fp = Footprint(heel=leg["heel_x"] - 0.005, toe=leg["toe_x"], half_width=leg["half_width"])
         self.planner = GaitPlanner(world.ground, fp, p)
         c = spec.character.pose
-        from grail.rotations import matrix_from_quat
-
         self.start_yaw = yaw_of(matrix_from_quat(np.asarray(c.quat, float)))
         self.start_xy = np.asarray(c.pos[:2], float)
         feet = []
@@ -140,7 +133,7 @@ class Animator:
         """Frame 0 is the compose render's rest pose; the arms relax over the first 0.4 s."""
         tl, rig = self.tl, self.rig
         z0 = 0.5 * (tl.initial_feet[0].pos[2] + tl.initial_feet[1].pos[2])
-        T0 = pose_matrix(rot_z(self.start_yaw), np.r_[self.start_xy, z0])
+        T0 = homogeneous(rot_z(self.start_yaw), np.r_[self.start_xy, z0])
         n = tl.frame_of(0.5) + 1
         for k, s in enumerate(("L", "R")):
             palm = T0[:3, :3] @ rig.arm[s]["palm_point"] + T0[:3, 3]
@@ -215,7 +208,7 @@ class Animator:
                 point = c + side_dir * body.extent_along(side_dir, c, 0.03)
                 palm, fingers = -side_dir, F - 0.25 * np.array([0, 0, 1.0])
             R = frame(fingers, palm) @ frame(self.rig.arm["LR"[s]]["fingers"], self.rig.arm["LR"[s]]["palm"]).T
-            local[s] = inv @ pose_matrix(R, point)
+            local[s] = inv @ homogeneous(R, point)
             palm_local[s] = inv[:3, :3] @ palm
         g = Grasp(name, sides, local, palm_local)
         self.grasps.append(g)
@@ -288,9 +281,6 @@ class Animator:
     def move_object(self, name: str, t: float, frame_: str, T: np.ndarray) -> None:
         self.object_keys[name].append(ObjectKey(t, frame_, T))
 
-    def body_frame_at(self, t: float, pelvis_xy: np.ndarray, yaw: float, z: float) -> np.ndarray:
-        return pose_matrix(rot_z(yaw), np.r_[pelvis_xy, z])
-
     # ---- final assembly ------------------------------------------------------------------------
     def finish(self) -> tuple[MotionChannels, dict]:
         tl = self.tl
@@ -299,14 +289,14 @@ class Animator:
                              field="duration_s")
         ch = tl.channels()
         first = self.rig.solve(ch)  # the trunk's motion, for objects carried against the chest
-        self.chest = pose_matrix_batch(first.deltas[:, self.rig.i["spine01"]], first.bone_world[:, self.rig.i["spine01"], :3, 3])
+        self.chest = homogeneous(first.deltas[:, self.rig.i["spine01"]], first.bone_world[:, self.rig.i["spine01"], :3, 3])
         objects = self._object_trajectories(ch)
         self._hands(ch, objects)
         return ch, objects
 
     def _object_trajectories(self, ch: MotionChannels) -> dict[str, np.ndarray]:
         tl = self.tl
-        base = pose_matrix_batch(rot_z(tl.base_yaw), np.c_[tl.base_xy, ch.root_pos[:, 2]])
+        base = homogeneous(rot_z(tl.base_yaw), np.c_[tl.base_xy, ch.root_pos[:, 2]])
         out = {}
         for name, keys in self.object_keys.items():
             keys = sorted(keys, key=lambda k: k.t)
@@ -363,12 +353,6 @@ def leg_ref(rig: BodyRig, side: str) -> np.ndarray:
     ref = rig.leg[side]["sole_ref"].copy()
     root = rig.sk.rest[0, :3, 3]
     return np.array([ref[0] - root[0], ref[1] - root[1], 0.0])
-
-
-def pose_matrix_batch(R: np.ndarray, p: np.ndarray) -> np.ndarray:
-    T = np.zeros(R.shape[:-2] + (4, 4))
-    T[..., :3, :3], T[..., :3, 3], T[..., 3, 3] = R, p, 1.0
-    return T
 
 
 def blend_poses(a: np.ndarray, b: np.ndarray, u: np.ndarray) -> np.ndarray:

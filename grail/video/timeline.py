@@ -16,7 +16,7 @@ from scipy.interpolate import PchipInterpolator
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from grail.video.body import BodyRig, MotionChannels, rot_z
-from grail.video.gait import Footstep, FootPose, GaitPlanner, minjerk, wrap
+from grail.video.gait import Footstep, FootPose, GaitPlanner, minjerk
 
 
 @dataclass
@@ -233,10 +233,3 @@ def foot_rotation(yaw: np.ndarray, normal: np.ndarray) -> np.ndarray:
         R = np.eye(3) + np.sin(ang) * K + (1 - np.cos(ang)) * K @ K
         out[tilt] = R @ Rz[tilt]
     return out
-
-
-def frames_between(tl: Timeline, t0: float, t1: float) -> np.ndarray:
-    return np.nonzero(tl.mask(t0, t1))[0]
-
-
-__all__ = ["Timeline", "Track", "foot_rotation", "frames_between", "wrap"]
