@@ -27,18 +27,8 @@ from grail.video.gt import CONTACT_NAMES, GroundTruth
 from grail.video.metrics import LIMITS, check, consistency_metrics
 from grail.video.procedural import synthesize
 
-# Limits a template may exceed for now, by template: {"push_box": {"joint_speed_max_rad_s"}}.
-# Only the smoothness limits can be listed here; everything else must hold on every template.
-KNOWN: dict[str, set[str]] = {}
-TOLERABLE = {"joint_speed_max_rad_s", "joint_accel_max_rad_s2"}
 STEPPING_PHASES = ("walk", "turn")  # the feet alternate; a walk has no flight phase
 MIN_JOINT_MASK_FRACTION = 0.98
-
-
-def test_known_lists_only_smoothness_limits():
-    for template, keys in KNOWN.items():
-        assert template in TEMPLATES, template
-        assert set(keys) <= TOLERABLE, (template, set(keys) - TOLERABLE)
 
 
 # ---- the procedural ground truth on every template ------------------------------------------
@@ -84,25 +74,14 @@ def test_ground_truth_contract(synthesized, template):
             np.testing.assert_allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-6, err_msg=name)
 
 
-# Open defects (issue 3 is not resolved): strict, so each flips to a failure once fixed.
-OPEN_DEFECTS = {
-    "pickup_ground": "a held box drifts 1.3 cm from the palm surface while carried (palm point vs skinned hand)",
-    "place_table": "the walk to the table passes through the stool (no path planning around furniture)",
-    "push_box": "palms-forward push: wrist twist spikes on release and the palm is 2-3 cm off the box face",
-}
-CONSISTENCY_CASES = [pytest.param(t, marks=pytest.mark.xfail(reason=OPEN_DEFECTS[t], strict=True)) if t in OPEN_DEFECTS else t
-                     for t in TEMPLATES]
-
-
-@pytest.mark.parametrize("template", CONSISTENCY_CASES)
+@pytest.mark.parametrize("template", TEMPLATES)
 def test_physical_consistency(synthesized, template):
     syn, scene = synthesized(template)
     metrics = consistency_metrics(syn.gt, syn.character, SceneGeometry.load(scene))
     json.dumps(metrics)
     for key in LIMITS:
         assert key in metrics, key
-    tolerated = KNOWN.get(template, set()) & TOLERABLE
-    violations = [v for v in check(metrics) if v.split(" ", 1)[0] not in tolerated]
+    violations = check(metrics)
     assert violations == [], f"{template}: " + "; ".join(violations)
 
 

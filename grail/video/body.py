@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import ConvexHull
 from scipy.spatial.transform import Rotation
 
 from grail.character.model import CharacterModel
@@ -23,6 +24,7 @@ SPINE = ("spine05", "spine04", "spine03", "spine02", "spine01")
 SPINE_SHARE = np.array([0.15, 0.2, 0.25, 0.25, 0.15])  # how a trunk bend is spread over the spine
 NECK = ("neck01", "neck02", "neck03", "head")
 NECK_SHARE = np.array([0.2, 0.2, 0.2, 0.4])
+ARM_SOFT_REACH = 0.955  # arm targets beyond this share of the arm's length are eased, not clipped (above any grasp's reach)
 
 
 def rot_x(a: np.ndarray) -> np.ndarray:
@@ -61,6 +63,32 @@ def half_twist(relative: np.ndarray, axis: np.ndarray) -> np.ndarray:
     return Rotation.from_rotvec(0.5 * angle[:, None] * axis).as_matrix()
 
 
+def blend_about(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Blend vectors (T,3) from a to b by w: direction by slerp, length linearly. A hand moving
+    between two poses swings about the shoulder like an arm does, instead of cutting a straight
+    line that can pass out of reach (and snap the elbow straight) or through a table's edge."""
+    la, lb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    ua, ub = a / np.maximum(la, 1e-9)[:, None], b / np.maximum(lb, 1e-9)[:, None]
+    theta = np.arccos(np.clip(np.sum(ua * ub, axis=1), -1.0, 1.0))
+    small = np.sin(theta) < 1e-6
+    st = np.where(small, 1.0, np.sin(theta))
+    ka = np.where(small, 1.0 - w, np.sin((1.0 - w) * theta) / st)
+    kb = np.where(small, w, np.sin(w * theta) / st)
+    return (ka[:, None] * ua + kb[:, None] * ub) * ((1.0 - w) * la + w * lb)[:, None]
+
+
+def palm_contact_plane(hand: np.ndarray, palm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The plane a flat surface touches when pressed against the palm: the face of the hand's
+    convex hull facing most nearly along `palm`. The palm is concave (heel and fingers stand
+    out), so this plane, not the palm's mean surface, is where a held object's face lies.
+    Returns its outward normal and the hand centre projected onto it."""
+    hull = ConvexHull(hand)
+    k = int(np.argmax(hull.equations[:, :3] @ palm))
+    normal, offset = hull.equations[k, :3], hull.equations[k, 3]
+    centre = hand.mean(axis=0)
+    return normal, centre - (normal @ centre + offset) * normal
+
+
 @dataclass
 class MotionChannels:
     """What the planner decides per frame (T frames; side index 0 = left, 1 = right)."""
@@ -78,6 +106,7 @@ class MotionChannels:
     hand_rot: np.ndarray  # (2,T,3,3) world delta of each hand
     hand_weight: np.ndarray  # (2,T) 0 = free arm (hanging/swinging), 1 = follow the hand target
     arm_swing: np.ndarray  # (2,T) free-arm swing angle, rad (positive = hand forward)
+    hand_arc: np.ndarray | None = None  # (2,T) m the hand rises mid-way between free and target (over a table edge)
 
     @classmethod
     def standing(cls, frames: int, root_pos, yaw: float) -> "MotionChannels":
@@ -132,12 +161,13 @@ class BodyRig:
             side_y = 1.0 if s == "L" else -1.0
             # In the rest pose the palms face the body (medial); Anny's rest hands do.
             palm = palm * (-1.0 if np.dot(palm, [0, side_y, 0]) > 0 else 1.0)
-            depth = np.percentile((hand - centre) @ palm, 97)
-            palm_point = centre + palm * depth
+            palm, palm_point = palm_contact_plane(hand, palm)
+            fingers = normalize(fingers - np.dot(fingers, palm) * palm)
             bend = (el - sh) - np.dot(el - sh, normalize(wr - sh)) * normalize(wr - sh)
             self.arm[s] = dict(shoulder=sh, elbow=el, wrist=wr, l1=np.linalg.norm(el - sh), l2=np.linalg.norm(wr - el),
                                pole=normalize(bend), fingers=fingers, palm=palm, palm_point=palm_point,
-                               palm_offset=palm_point - wr, hand_length=float(np.ptp((hand - wr) @ fingers)))
+                               palm_offset=palm_point - wr, hand_length=float(np.ptp((hand - wr) @ fingers)),
+                               hand_verts=hand)
         self.pelvis_height = float(sk.rest[0, 2, 3])
         self.leg_length = float(self.leg["L"]["l1"] + self.leg["L"]["l2"])
         self.arm_length = float(self.arm["L"]["l1"] + self.arm["L"]["l2"])
@@ -194,10 +224,12 @@ class BodyRig:
         pos = sk.positions(ch.root_pos, D)
         head = pos[:, i["head"]] + chest @ np.array([0.06, 0.0, 0.08])
         to = np.einsum("tji,tj->ti", chest, ch.look_at - head)  # in the chest frame
-        yaw = np.clip(np.arctan2(to[:, 1], to[:, 0]), -1.0, 1.0)
-        pitch = np.clip(-np.arctan2(to[:, 2], np.hypot(to[:, 0], to[:, 1])), -0.5, 0.7)
-        valid = np.linalg.norm(ch.look_at, axis=1) > 0
-        yaw, pitch = np.where(valid, yaw, 0.0), np.where(valid, pitch, 0.0)
+        raw = np.arctan2(to[:, 1], to[:, 0])
+        # a target behind the shoulder fades out rather than flipping the head from one side to the other
+        behind = np.clip((2.4 - np.abs(raw)) / 0.8, 0.0, 1.0)
+        valid = (np.linalg.norm(ch.look_at, axis=1) > 0) * behind
+        yaw = np.clip(raw, -1.0, 1.0) * valid
+        pitch = np.clip(-np.arctan2(to[:, 2], np.hypot(to[:, 0], to[:, 1])), -0.5, 0.7) * valid
         prev = chest
         for name, share in zip(NECK, NECK_SHARE):
             prev = prev @ rot_z(yaw * share) @ rot_y(pitch * share)
@@ -233,11 +265,13 @@ class BodyRig:
             free_pos, free_D = self.free_hand(s, shoulder, chest, ch.arm_swing[k])
             w = np.clip(ch.hand_weight[k], 0.0, 1.0)
             hand_D = slerp_matrices(free_D, ch.hand_rot[k], w)
-            palm_target = free_pos + w[:, None] * (ch.hand_pos[k] - free_pos)
+            palm_target = shoulder + blend_about(free_pos - shoulder, ch.hand_pos[k] - shoulder, w)
+            if ch.hand_arc is not None:
+                palm_target[:, 2] += ch.hand_arc[k] * 4.0 * w * (1.0 - w)
             wrist_target = palm_target - hand_D @ a["palm_offset"]
             side_y = 1.0 if s == "L" else -1.0
             pole = chest @ np.array([-0.45, side_y * 0.55, -0.7])
-            sol = solve_two_bone(shoulder, wrist_target, a["l1"], a["l2"], pole)
+            sol = solve_two_bone(shoulder, wrist_target, a["l1"], a["l2"], pole, soft_from=ARM_SOFT_REACH)
             upper, lower = limb_rotations(a["shoulder"], a["elbow"], a["wrist"], a["pole"], sol)
             for b in (f"upperarm01.{s}", f"upperarm02.{s}"):
                 D[:, i[b]] = upper

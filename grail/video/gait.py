@@ -88,6 +88,38 @@ class Gait:
     t_end: float
 
 
+def polyline_path(points: np.ndarray, final_yaw: float | None = None, start_yaw: float | None = None,
+                  corner: float = 0.25, final_turn: float = 0.5) -> Callable[[float], tuple[np.ndarray, float]]:
+    """Arc length -> (stance centre, heading) along a polyline. The heading turns smoothly from
+    `start_yaw` over the first `corner` m, over `corner` m either side of each waypoint, and
+    towards `final_yaw` over the last `final_turn` m."""
+    points = points[np.r_[True, np.linalg.norm(np.diff(points, axis=0), axis=1) > 1e-6]]  # no zero-length segments
+    seg = np.diff(points, axis=0)
+    lengths = np.linalg.norm(seg, axis=1)
+    cum = np.r_[0.0, np.cumsum(lengths)]
+    heading = np.unwrap(np.arctan2(seg[:, 1], seg[:, 0]))
+    first = heading[0] if start_yaw is None else heading[0] + float(wrap(start_yaw - heading[0]))
+    knots_s, knots_h = [0.0], [first]
+    for k, (h, L) in enumerate(zip(heading, lengths)):
+        m = min(corner, 0.45 * L)
+        knots_s += [cum[k] + (m if k > 0 or start_yaw is not None else 0.0), cum[k + 1] - (m if k < len(lengths) - 1 else 0.0)]
+        knots_h += [h, h]
+    if final_yaw is not None:
+        ramp = min(final_turn, 0.9 * lengths[-1])
+        knots_s[-1] = cum[-1] - ramp
+        knots_s.append(cum[-1])
+        knots_h.append(heading[-1] + float(wrap(final_yaw - heading[-1])))
+    knots_s = np.maximum.accumulate(np.asarray(knots_s)) + np.arange(len(knots_s)) * 1e-9
+
+    def at(s: float) -> tuple[np.ndarray, float]:
+        s = float(np.clip(s, 0.0, cum[-1]))
+        k = min(int(np.searchsorted(cum, s, side="right")) - 1, len(lengths) - 1)
+        xy = points[k] + seg[k] * ((s - cum[k]) / lengths[k])
+        return xy, float(np.interp(s, knots_s, knots_h))
+
+    return at
+
+
 class GaitPlanner:
     def __init__(self, ground: Ground, footprint: Footprint, params: GaitParams):
         self.ground = ground
@@ -138,15 +170,17 @@ class GaitPlanner:
         return [self.snapped(path, 0.0, side, -0.3, 0.3)[1] for side in (0, 1)]
 
     # ---- segments ---------------------------------------------------------------------------
-    def walk(self, feet: list[FootPose], goal_xy: np.ndarray, t0: float, first_side: int | None = None) -> Gait:
-        """Walk in a straight line from the current stance centre to goal_xy."""
+    def walk(self, feet: list[FootPose], goal_xy: np.ndarray, t0: float, first_side: int | None = None,
+             via: list[np.ndarray] = (), final_yaw: float | None = None) -> Gait:
+        """Walk from the current stance centre through the `via` points to goal_xy, ending with
+        the heading `final_yaw` (turning over the last half metre) or the last segment's."""
         start = 0.5 * (feet[0].pos[:2] + feet[1].pos[:2])
-        d = np.asarray(goal_xy, float) - start
-        length = float(np.linalg.norm(d))
+        points = np.array([start, *[np.asarray(v, float)[:2] for v in via], np.asarray(goal_xy, float)[:2]])
+        length = float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
         if length < 0.05:
             return Gait([], feet, t0)
-        yaw = float(np.arctan2(d[1], d[0]))
-        path = lambda s: (start + d * (s / length), yaw)  # noqa: E731
+        start_yaw = float(np.arctan2(np.sin(feet[0].yaw) + np.sin(feet[1].yaw), np.cos(feet[0].yaw) + np.cos(feet[1].yaw)))
+        path = polyline_path(points, final_yaw, start_yaw)
         p = self.p
         current = [0.0, 0.0]
         side = first_side if first_side is not None else 0

@@ -43,13 +43,22 @@ class TwoBoneSolution:
 
 
 def solve_two_bone(root: np.ndarray, target: np.ndarray, l1: float, l2: float, pole: np.ndarray,
-                   max_extension: float = 0.999) -> TwoBoneSolution:
-    """Place the middle joint; targets beyond max_extension of the limb length are clamped."""
+                   max_extension: float = 0.999, soft_from: float | None = None) -> TwoBoneSolution:
+    """Place the middle joint; targets beyond max_extension of the limb length are clamped.
+
+    With `soft_from`, distances beyond that share of the limb length are compressed smoothly
+    (tanh) towards max_extension instead of clipped: near full extension the hinge angle changes
+    fast with the distance (d angle / d reach grows without bound), so a target that sweeps in
+    from out of reach would otherwise snap the joint within a frame."""
     d = target - root
     dist = np.linalg.norm(d, axis=-1)
     dhat = normalize(d)
-    reach = dist / (l1 + l2)
-    dist_c = np.clip(dist, abs(l1 - l2) + 1e-4, max_extension * (l1 + l2))
+    L = l1 + l2
+    reach = dist / L
+    if soft_from is not None:
+        a, b = soft_from * L, max_extension * L
+        dist = np.where(dist > a, a + (b - a) * np.tanh((dist - a) / (b - a)), dist)
+    dist_c = np.clip(dist, abs(l1 - l2) + 1e-4, max_extension * L)
     cos_a = np.clip((l1 ** 2 + dist_c ** 2 - l2 ** 2) / (2 * l1 * dist_c), -1.0, 1.0)
     sin_a = np.sqrt(1.0 - cos_a ** 2)
     p = pole - np.sum(pole * dhat, -1, keepdims=True) * dhat

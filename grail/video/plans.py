@@ -9,8 +9,12 @@ import numpy as np
 from grail.errors import GrailError
 from grail.video.body import rot_z
 from grail.rotations import homogeneous
-from grail.video.tasks import Animator, fwd_of, left_of
+from grail.video.gait import minjerk
+from grail.video.tasks import Animator, face_aligned_yaw, fwd_of, left_of
 from grail.video.world import Body, item_transform
+
+
+CARRY_REACH = 0.88  # share of the arm's length a carried object's grasp may use
 
 
 def _focus(a: Animator, kind: str = "objects") -> Body:
@@ -23,8 +27,17 @@ def _focus(a: Animator, kind: str = "objects") -> Body:
     return next(iter(bodies.values()))
 
 
-def _look(a: Animator, target: np.ndarray, t0: float = 0.0) -> None:
-    a.tl.look_at[a.tl.times >= t0] = target
+def _look(a: Animator, target: np.ndarray, t0: float = 0.0, blend: float = 0.6) -> None:
+    """Gaze at `target` from t0 on, moving the gaze point there over `blend` s (from straight
+    ahead when the character was not looking at anything)."""
+    tl = a.tl
+    k = tl.frame_of(t0)
+    prev = tl.look_at[k].copy()
+    if k == 0 or not np.any(prev):
+        prev = np.r_[a.centre[:2] + 2.0 * fwd_of(a.yaw)[:2], a.centre[2] + 1.0]
+    u = minjerk((tl.times - t0) / blend)[:, None]
+    sel = tl.times >= t0
+    tl.look_at[sel] = (prev + u * (np.asarray(target, float) - prev))[sel]
 
 
 def approach_yaw(a: Animator, target_xy: np.ndarray) -> float:
@@ -44,13 +57,28 @@ def stand_off(a: Animator, obj: Body, yaw: float, clearance: float) -> np.ndarra
     return c[:2] - F[:2] * (reach_back + clearance)
 
 
+def reachable_stand(a: Animator, obj: Body, yaw: float, clearance: float) -> np.ndarray:
+    """The nearest stance in front of the object from which a posture reaches it with the legs
+    clear of the furniture: at a low stool the knees of a squat need room, so step back."""
+    g = a.plan_grasp(obj.item.name, yaw, register=False)
+    for extra in (0.0, 0.05, 0.1, 0.15):
+        stand = stand_off(a, obj, yaw, clearance + extra)
+        feet = a.planner.stance(stand, yaw)
+        try:
+            a.posture_for(g, stand, yaw, float(np.mean([f.pos[2] for f in feet])), feet=feet)
+        except GrailError:
+            continue
+        return stand
+    return stand_off(a, obj, yaw, clearance)  # let the final check report it
+
+
 def pick_up(a: Animator, obj: Body, carry: bool = True) -> None:
     """Walk to the object, reach, grasp, lift and bring it in front of the chest."""
     support = a.world.support_of(obj)
     c = a.object_centre(obj)
-    yaw = approach_yaw(a, c[:2])
+    yaw = face_aligned_yaw(obj, c, approach_yaw(a, c[:2]))
     clearance = a.style.body_clearance if support is not None else 0.2 + 0.04 * a.rng.random()
-    stand = stand_off(a, obj, yaw, clearance)
+    stand = reachable_stand(a, obj, yaw, clearance)
     a.go_to(stand, yaw, tolerance_deg=20)
     _look(a, c, 0.0)
     yaw = a.yaw
@@ -72,23 +100,46 @@ def pick_up(a: Animator, obj: Body, carry: bool = True) -> None:
         for name in ("pelvis_pitch", "spine_pitch", "drop"):
             a.tl.key(name, t_lift, a.tl.tracks[name].value_at(t_lift))
             a.tl.key(name, t_carry, 0.0)
-        a.carry[obj.item.name] = carry_pose(a, obj, g.sides, yaw)
+        a.carry[obj.item.name] = carry_pose(a, obj, g, yaw)
         a.move_object(obj.item.name, t_carry, "chest", a.carry[obj.item.name])
         a.tl.now = t_carry
 
 
-def carry_pose(a: Animator, obj: Body, sides: list[int], yaw: float) -> np.ndarray:
-    """Object pose relative to the chest (upright): in front of it (two hands) or at the side."""
+def carry_pose(a: Animator, obj: Body, g, yaw: float) -> np.ndarray:
+    """Object pose relative to the chest (upright, keeping its heading relative to the body): in
+    front of the chest with two hands; with one hand, where that hand hangs comfortably forward
+    of its shoulder, at three quarters of the arm's length."""
     R_body = rot_z(-yaw) @ obj.T[:3, :3]
-    c = a.object_centre(obj)
-    F = fwd_of(yaw)
-    depth = obj.extent_along(-F, c)
-    centre_offset = obj.T[:3, 3] - c  # body origin relative to the bounding-box centre
-    if len(sides) == 2:
-        p = np.array([0.17 + depth, 0.0, -0.17])
-    else:
-        p = np.array([0.12 + depth, 0.08 * (1 if sides[0] == 0 else -1), -0.25])
-    return homogeneous(R_body, p + rot_z(-yaw) @ centre_offset)
+    if len(g.sides) == 2:
+        c = a.object_centre(obj)
+        depth = obj.extent_along(-fwd_of(yaw), c)
+        centre_offset = obj.T[:3, 3] - c  # body origin relative to the bounding-box centre
+        return homogeneous(R_body, _two_hand_carry_centre(a, g, R_body, depth) + rot_z(-yaw) @ centre_offset)
+    side = "LR"[g.sides[0]]
+    rig = a.rig
+    shoulder = rig.arm[side]["shoulder"] - rig.sk.rest_pos("spine01")  # chest frame = rest world axes
+    palm = shoulder + rig.arm_length * np.array([0.45, 0.0, -0.6])
+    return homogeneous(R_body, palm - R_body @ g.local[g.sides[0]][:3, 3])
+
+
+def _two_hand_carry_centre(a: Animator, g, R_body: np.ndarray, depth: float) -> np.ndarray:
+    """Where (chest frame) the centre of an object held in both hands goes: its back face 17 cm
+    in front of the chest and its centre 17 cm below it, or the nearest place to that from which
+    both wrists are within CARRY_REACH of their shoulders (a wide box is held closer and higher)."""
+    rig = a.rig
+    chest = rig.sk.rest_pos("spine01")
+    backs, heights = np.meshgrid(np.linspace(0.12, 0.24, 13), np.linspace(-0.32, 0.0, 17))
+    centres = np.c_[backs.ravel() + depth, np.zeros(backs.size), heights.ravel()]
+    worst = np.zeros(len(centres))
+    for s in g.sides:
+        arm = rig.arm["LR"[s]]
+        R_hand = R_body @ g.local[s][:3, :3]
+        wrist = centres + R_body @ g.local[s][:3, 3] - R_hand @ arm["palm_offset"]
+        worst = np.maximum(worst, np.linalg.norm(wrist - (arm["shoulder"] - chest), axis=1) / rig.arm_length)
+    cost = (backs.ravel() - 0.17) ** 2 + (heights.ravel() + 0.17) ** 2
+    ok = worst <= CARRY_REACH
+    best = int(np.argmin(np.where(ok, cost, np.inf))) if ok.any() else int(np.argmin(worst))
+    return centres[best]
 
 
 def place_on(a: Animator, obj: Body, target: Body) -> None:
@@ -104,6 +155,7 @@ def place_on(a: Animator, obj: Body, target: Body) -> None:
     spot = centre[:2] - F[:2] * (edge - inset)
     if len(g.sides) == 1:  # one hand puts it down on its own side
         spot = spot + left_of(yaw)[:2] * (0.1 if g.sides[0] == 0 else -0.1)
+    _look(a, np.r_[spot, target.top], a.tl.now)
     a.go_to(spot - F[:2] * (inset + a.style.body_clearance + 0.05), yaw, tolerance_deg=20)
     yaw = a.yaw
     R = rot_z(yaw - a.grasp_yaw[name]) @ obj.T[:3, :3]
@@ -153,10 +205,16 @@ def plan_push(a: Animator) -> None:
     stand = c[:2] - F[:2] * (obj.extent_along(-F, c) + 0.36)
     a.go_to(stand, yaw)
     yaw = a.yaw
-    h = obj.world[:, 2].max() - 0.07
-    g = a.plan_grasp(obj.item.name, yaw, sides=[0, 1], palm_forward=True, contact_height=h)
-    bend, drop = a.posture_for(g, a.centre[:2], yaw, a.centre[2])
-    a.reach_and_grasp(g, 0.6, bend, drop)
+    # a box below the hips is pushed with the palms tilted onto its top back edge, a taller one
+    # with the palms flat on its back face near the top
+    top = obj.world[:, 2].max()
+    tilt = float(np.clip((a.rig.pelvis_height - top) / 0.25, 0.0, 1.0)) * np.deg2rad(50)
+    h = top - (0.07 if tilt < np.deg2rad(20) else 0.015)
+    g = a.plan_grasp(obj.item.name, yaw, sides=[0, 1], palm_forward=True, contact_height=h, palm_down=tilt)
+    # elbows kept bent (reach <= 0.85): walking moves the shoulders a few cm against the box;
+    # a shallow squat only (the legs keep stepping)
+    bend, drop = a.posture_for(g, a.centre[:2], yaw, a.centre[2], max_drop=0.12, limit=0.85)
+    a.reach_and_grasp(g, 0.8, bend, drop)
     a.tl.phase("push")
     t0 = a.tl.now
     base = homogeneous(rot_z(yaw), np.r_[a.centre[:2], 0.0])
@@ -171,7 +229,7 @@ def plan_push(a: Animator) -> None:
     slow.step_length, slow.step_period = old
     a.tl.add_gait(g_walk)
     a.tl.now += 0.1
-    a.release(g)
+    a.release(g, duration=0.9)  # the hands turn back from palms-forward: a large wrist rotation
     for name in ("pelvis_pitch", "spine_pitch", "drop"):
         a.tl.key(name, a.tl.now - 0.3, a.tl.tracks[name].value_at(a.tl.now - 0.3))
         a.tl.key(name, a.tl.now + 0.3, 0.0)
@@ -188,7 +246,8 @@ def plan_sit(a: Animator) -> None:
     stand = seat[:2] + front[:2] * (0.5 * seat_x + 0.14)
     _check_room(a, chair, stand)
     sit_yaw = float(np.arctan2(front[1], front[0]))
-    a.go_to(stand, sit_yaw)
+    a.go_to(stand)  # facing the chair, then turn around in place: a walk that turns swings the knees into it
+    a.turn_to(sit_yaw)
     _look(a, np.r_[stand + front[:2] * 2.0, 0.8], a.tl.now)
     a.tl.phase("sit")
     t0 = a.tl.now

@@ -15,9 +15,10 @@ from grail.scene.spec import ResolvedScene, load_resolved
 from grail.video.body import BodyRig, MotionChannels, PoseResult
 from grail.video.gt import CONTACT_NAMES, GroundTruth
 from grail.video.plans import PLANS
-from grail.video.tasks import Animator
+from grail.video.tasks import MAX_WALK_SPEED, Animator
 from grail.video.world import SceneWorld
 
+PACE_ATTEMPTS = 3
 MAX_HAND_ERROR_M = 0.003  # a grasped object must be reachable: palm target missed by at most this
 
 
@@ -55,16 +56,29 @@ def synthesize(scene_dir: Path) -> Synthesis:
                          file=scene_dir / "spec.yaml", field="task")
     world = SceneWorld.load(scene_dir, spec)
     rig = BodyRig(character)
-    animator = Animator(world, rig, spec.seed)
     try:
-        plan(animator)
-        channels, objects = animator.finish()
+        animator, channels, objects = _plan_in_time(world, rig, spec.seed, plan)
     except GrailError as err:
         raise GrailError(err.reason, file=scene_dir / "spec.yaml", field=err.field) from None
     pose = rig.solve(channels)
     _check_reached(animator, pose, scene_dir)
     gt = ground_truth(spec, character, rig, animator, channels, pose, objects)
     return Synthesis(spec, character, world, animator, channels, pose, objects, gt)
+
+
+def _plan_in_time(world: SceneWorld, rig: BodyRig, seed: int, plan) -> tuple[Animator, MotionChannels, dict]:
+    """Plan the task at the seed's walking pace; a plan that overruns the clip is planned again
+    walking faster (up to MAX_WALK_SPEED), and fails with the duration error if it still does."""
+    pace = 1.0
+    for attempt in range(PACE_ATTEMPTS):
+        animator = Animator(world, rig, seed, pace=pace)
+        plan(animator)
+        overrun = animator.tl.now - animator.tl.duration
+        if overrun <= 0 or attempt == PACE_ATTEMPTS - 1 or animator.style.speed >= MAX_WALK_SPEED:
+            break
+        walking = max(animator.tl.walking_time(), 1e-3)
+        pace *= walking / max(walking - overrun - 0.05, 0.3 * walking)
+    return (animator, *animator.finish())
 
 
 def _check_reached(a: Animator, pose: PoseResult, scene_dir: Path) -> None:

@@ -113,6 +113,10 @@ class Timeline:
                     contact[s, during] = False
         return pos, yaw, normal, contact
 
+    def walking_time(self) -> float:
+        """Seconds spent stepping (walks and turns): what a faster pace would shorten."""
+        return float(sum(st.t_land - st.t_lift for st in self.steps) / self.planner.p.swing_fraction)
+
     def _support_keys(self):
         """Pelvis keypoints: centre of the feet at mid double support after each step."""
         feet = list(self.initial_feet)
@@ -123,6 +127,8 @@ class Timeline:
             feet[st.side] = st.end
             nxt = self.steps[k + 1].t_lift if k + 1 < len(self.steps) else st.t_land + 0.25
             keys.append((0.5 * (st.t_land + min(nxt, st.t_land + 0.25)), feet))
+            if nxt > st.t_land + 0.35:  # standing between two walks: the pelvis holds until the next lift
+                keys.append((nxt, feet))
         out_t, out_v = [], []
         for t, f in keys:
             if out_t and t <= out_t[-1] + 1e-6:

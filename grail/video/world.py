@@ -11,10 +11,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import trimesh
+from scipy.spatial import ConvexHull
 
 from grail.assets.procedural import surface_height
 from grail.rotations import matrix_from_quat
 from grail.scene.spec import ResolvedItem, ResolvedScene
+from grail.video.geometry import ObjectShape
 
 
 def item_transform(item: ResolvedItem) -> np.ndarray:
@@ -52,6 +54,7 @@ class Body:
     T: np.ndarray  # (4,4) world pose (rest)
     local: np.ndarray  # (V,3) visual mesh vertices, body frame
     collision_local: list[np.ndarray]  # convex parts, body frame
+    faces: np.ndarray  # (F,3) triangles of the visual mesh
 
     @property
     def world(self) -> np.ndarray:
@@ -69,6 +72,44 @@ class Body:
             w = w[near] if near.sum() >= 3 else w
         return float(np.max((w - centre) @ direction))
 
+    def clearance(self, points: np.ndarray) -> np.ndarray:
+        """(N,) distance from world points to the nearest convex part, from its face planes: exact
+        inside and beside a face, an underestimate near edges and corners (safe for avoidance)."""
+        points = np.asarray(points, float).reshape(-1, 3)
+        out = np.full(len(points), np.inf)
+        for part in self.collision_local:
+            eq = ConvexHull(part @ self.T[:3, :3].T + self.T[:3, 3]).equations
+            out = np.minimum(out, (points @ eq[:, :3].T + eq[:, 3]).max(axis=1))
+        return out
+
+    def shape(self) -> ObjectShape:
+        """Distance queries against the visual mesh in the body frame."""
+        mesh = trimesh.Trimesh(self.local, self.faces, process=False)
+        return ObjectShape(self.item.name, mesh, self.T[:3, 3].copy(), np.asarray(self.item.pose.quat, float))
+
+    def surface_hit(self, centre: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where a ray from `centre` (inside the object) along `direction` leaves the surface: the
+        world point and the outward face normal there. Grasps put the palm flat on that face."""
+        tri = self.world[self.faces]  # (F,3,3)
+        d = np.asarray(direction, float) / np.linalg.norm(direction)
+        e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+        p = np.cross(d, e2)
+        det = np.einsum("fi,fi->f", e1, p)
+        ok = np.abs(det) > 1e-12
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        s = centre - tri[:, 0]
+        u = np.einsum("fi,fi->f", s, p) * inv
+        q = np.cross(s, e1)
+        v = (q @ d) * inv
+        t = np.einsum("fi,fi->f", e2, q) * inv
+        hit = ok & (u >= -1e-9) & (v >= -1e-9) & (u + v <= 1 + 1e-9) & (t > 0)
+        if not hit.any():  # centre outside a non-closed mesh: fall back to the farthest vertex
+            return centre + d * self.extent_along(d, centre), d
+        k = int(np.argmax(np.where(hit, t, -np.inf)))  # the last exit, for meshes with inner faces
+        n = np.cross(e1[k], e2[k])
+        n = n / np.linalg.norm(n)
+        return centre + t[k] * d, n if n @ d > 0 else -n
+
 
 @dataclass
 class SceneWorld:
@@ -82,7 +123,8 @@ class SceneWorld:
         def body(item: ResolvedItem) -> Body:
             mesh = trimesh.load(scene_dir / item.mesh, force="mesh", process=False)
             parts = [np.asarray(trimesh.load(scene_dir / c, force="mesh", process=False).vertices, float) for c in item.collision]
-            return Body(item, item_transform(item), np.asarray(mesh.vertices, float), parts)
+            return Body(item, item_transform(item), np.asarray(mesh.vertices, float), parts,
+                        np.asarray(mesh.faces, int))
 
         return cls(spec, TerrainGround(spec.terrain), {f.name: body(f) for f in spec.furniture},
                    {o.name: body(o) for o in spec.objects})
