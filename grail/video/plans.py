@@ -191,8 +191,11 @@ def plan_place(a: Animator) -> None:
     g = a.grasps[-1]
     place_on(a, obj, dest[-1])
     a.release(g)
-    for name in ("pelvis_pitch", "spine_pitch"):
-        a.tl.key(name, a.tl.now, 0.0)
+    t = a.tl.now  # hands free: stand up straight again
+    for name in ("pelvis_pitch", "spine_pitch", "drop"):
+        a.tl.key(name, t, a.tl.tracks[name].value_at(t))
+        a.tl.key(name, t + 0.7, 0.0)
+    a.tl.now = t + 0.7
     a.tl.phase("stand")
 
 
