@@ -117,7 +117,6 @@ class Animator:
             feet.append(FootPose(np.r_[ref[:2], z], self.start_yaw))
         self.tl = Timeline(rig, self.planner, spec.fps, spec.duration_s, feet)
         self.grasps: list[Grasp] = []
-        self._shapes: dict = {}
         self.object_keys: dict[str, list[ObjectKey]] = {
             name: [ObjectKey(0.0, "world", b.T.copy())] for name, b in world.objects.items()}
         self.pelvis_contact: list[tuple[float, float]] = []
@@ -254,7 +253,7 @@ class Animator:
         vertex is `margin` off the object's surface: on a ball or a can the concave palm would
         otherwise float by the depth of the palm's hollow, on a box it sits on the face."""
         a = self.rig.arm["LR"[side]]
-        shape = self._shapes.setdefault(name, self.world.objects[name].shape())
+        shape = self.world.objects[name].shape
         out = hand_in_obj.copy()
         palm = out[:3, :3] @ frame(a["fingers"], a["palm"])[:, 1]
         for _ in range(3):

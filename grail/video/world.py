@@ -6,17 +6,17 @@ Read from the scene directory only (spec.yaml and meshes/), as every stage must.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import trimesh
-from scipy.spatial import ConvexHull
 
 from grail.assets.procedural import surface_height
 from grail.rotations import matrix_from_quat
 from grail.scene.spec import ResolvedItem, ResolvedScene
-from grail.video.geometry import ObjectShape
+from grail.video.geometry import ConvexPart, ObjectShape
 
 
 def item_transform(item: ResolvedItem) -> np.ndarray:
@@ -72,18 +72,20 @@ class Body:
             w = w[near] if near.sum() >= 3 else w
         return float(np.max((w - centre) @ direction))
 
+    @cached_property
+    def parts(self) -> list[ConvexPart]:
+        """The convex collision parts in world coordinates (at the rest pose)."""
+        return [ConvexPart.from_vertices(self.item.name, p @ self.T[:3, :3].T + self.T[:3, 3]) for p in self.collision_local]
+
     def clearance(self, points: np.ndarray) -> np.ndarray:
         """(N,) distance from world points to the nearest convex part, from its face planes: exact
         inside and beside a face, an underestimate near edges and corners (safe for avoidance)."""
         points = np.asarray(points, float).reshape(-1, 3)
-        out = np.full(len(points), np.inf)
-        for part in self.collision_local:
-            eq = ConvexHull(part @ self.T[:3, :3].T + self.T[:3, 3]).equations
-            out = np.minimum(out, (points @ eq[:, :3].T + eq[:, 3]).max(axis=1))
-        return out
+        return np.min([p.plane_distance(points) for p in self.parts], axis=0, initial=np.inf)
 
+    @cached_property
     def shape(self) -> ObjectShape:
-        """Distance queries against the visual mesh in the body frame."""
+        """Distance queries against the visual mesh in the body frame (built once, cached)."""
         mesh = trimesh.Trimesh(self.local, self.faces, process=False)
         return ObjectShape(self.item.name, mesh, self.T[:3, 3].copy(), np.asarray(self.item.pose.quat, float))
 
