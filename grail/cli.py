@@ -31,9 +31,11 @@ def _mount_subapps() -> None:
     _mounted = True
     from grail.assets.cli import app as assets_app
     from grail.character.cli import app as character_app
+    from grail.library.cli import app as library_app
 
     app.add_typer(assets_app, name="assets", help="Make, import and inspect object and terrain assets.")
     app.add_typer(character_app, name="character", help="The G1-proportioned character: fit and inspect.")
+    app.add_typer(library_app, name="library", help="Motion library: build, convert to peer formats, import CSV.")
 
 
 def _progress() -> Progress:
@@ -103,11 +105,40 @@ def run(
     height: Optional[int] = typer.Option(360, min=16, max=4096, help="Render height."),
     force: bool = typer.Option(False, "--force", help="Redo stages even when done."),
 ) -> None:
-    """All data stages available so far (compose, generate) for one or more seeds on this machine."""
+    """All data stages available so far (compose, generate, retarget) for one or more seeds on this machine."""
     results = _compose_many(template, seed, num, out, width, height, force)
-    _generate_many([seq.path for seq, _ in results], "procedural", None, None, force)
+    done = _generate_many([seq.path for seq, _ in results], "procedural", None, None, force)
+    _retarget_many(done, "g1_29dof_rev_1_0", True, force)
     for seq, _ in results:
         _print_status(seq.path)
+
+
+def _each_sequence(dirs: list[Path], verb: str, stage: str, run, note=lambda seq: "") -> list[Path]:
+    """Run `run(dir, progress_callback) -> (Sequence, StageResult)` on each sequence with a progress
+    bar; a failing sequence is reported on one line and the others go on (a single one raises)."""
+    done, failures = [], []
+    with _progress() as progress:
+        for d in dirs:
+            task = progress.add_task(f"{verb} {d.name}", total=None)
+
+            def tick(i: int, n: int, task=task) -> None:
+                progress.update(task, completed=i, total=n)
+
+            try:
+                seq, result = run(d, tick)
+            except GrailError as err:
+                if len(dirs) == 1:
+                    raise
+                failures.append(d.name)
+                progress.console.print(f"[red]error:[/red] {err.one_line()}", soft_wrap=True, highlight=False)
+            else:
+                status = "skipped (done)" if result.skipped else f"done in {result.seconds:.2f} s"
+                progress.console.print(f"{seq.path}: {stage} {status}{note(seq)}", soft_wrap=True, highlight=False)
+                done.append(d)
+            progress.remove_task(task)
+    if failures:
+        raise GrailError(f"{len(failures)} of {len(dirs)} sequences failed: {', '.join(failures)}")
+    return done
 
 
 def _generate_many(dirs: list[Path], backend: str, width: Optional[int], height: Optional[int], force: bool) -> list[Path]:
@@ -115,29 +146,20 @@ def _generate_many(dirs: list[Path], backend: str, width: Optional[int], height:
     from grail.video.generate import GenerateOptions, generate_sequence
 
     options = GenerateOptions(backend=backend, width=width, height=height)
-    done, failures = [], []
-    with _progress() as progress:
-        for d in dirs:
-            task = progress.add_task(f"generate {d.name}", total=None)
+    return _each_sequence(dirs, "generate", "video", lambda d, tick: generate_sequence(d, options, force, tick))
 
-            def tick(i: int, n: int, task=task) -> None:
-                progress.update(task, completed=i, total=n)
 
-            try:
-                seq, result = generate_sequence(d, options, force=force, progress=tick)
-            except GrailError as err:
-                if len(dirs) == 1:
-                    raise
-                failures.append(d.name)
-                progress.console.print(f"[red]error:[/red] {err.one_line()}", soft_wrap=True, highlight=False)
-            else:
-                verb = "skipped (done)" if result.skipped else f"done in {result.seconds:.2f} s"
-                progress.console.print(f"{seq.path}: video {verb}", soft_wrap=True, highlight=False)
-                done.append(d)
-            progress.remove_task(task)
-    if failures:
-        raise GrailError(f"{len(failures)} of {len(dirs)} sequences failed: {', '.join(failures)}")
-    return done
+def _retarget_many(dirs: list[Path], robot: str, replay: bool, force: bool) -> list[Path]:
+    """Retarget each sequence to the robot; a failing sequence is reported and the others go on."""
+    from grail.retarget.stage import RetargetOptions, retarget_sequence
+
+    options = RetargetOptions(robot=robot, replay=replay)
+
+    def note(seq) -> str:
+        count = seq.record()["stages"]["robot"].get("info", {}).get("violations", 0)
+        return f" ({count} quality violations: see robot/metrics.json)" if count else ""
+
+    return _each_sequence(dirs, "retarget", "robot", lambda d, tick: retarget_sequence(d, options, force, tick), note)
 
 
 @app.command()
@@ -150,6 +172,17 @@ def generate(
 ) -> None:
     """Make the interaction video of composed scenes (video.mp4, video.json, gt.npz)."""
     _generate_many(_sequence_dirs(sequences), backend, width, height, force)
+
+
+@app.command()
+def retarget(
+    sequences: list[Path] = typer.Argument(..., help="Sequence directories with a video (or reconstruction)."),
+    robot: str = typer.Option("g1_29dof_rev_1_0", help="Robot model name."),
+    replay: bool = typer.Option(True, "--replay/--no-replay", help="Write robot/replay.mp4 (video beside robot)."),
+    force: bool = typer.Option(False, "--force", help="Redo the stage even when it is done."),
+) -> None:
+    """Retarget the character's motion to the Unitree G1 (motion.npz, meta.json, metrics.json)."""
+    _retarget_many(_sequence_dirs(sequences), robot, replay, force)
 
 
 def _sequence_dirs(paths: list[Path]) -> list[Path]:

@@ -20,7 +20,7 @@ from conftest import TEMPLATES, TEST_SIZE
 from grail.errors import GrailError
 from grail.rotations import matrix_from_quat
 from grail.scene.spec import ResolvedPose, load_resolved
-from grail.video.encode import read_video_info
+from grail.render.video_io import read_video_info
 from grail.video.generate import GenerateOptions, generate_sequence
 from grail.video.geometry import SceneGeometry
 from grail.video.gt import CONTACT_NAMES, GroundTruth

@@ -16,7 +16,7 @@ from grail.errors import GrailError
 from grail.rotations import quat_from_matrix
 from grail.scene.camera import PinholeCamera
 from grail.scene.spec import load_resolved
-from grail.video.encode import VideoWriter, read_frames, read_video_info
+from grail.render.video_io import VideoWriter, read_frames, read_video_info
 from grail.rotations import quats_from_matrices
 from grail.video.render import VideoRenderer, build_render_model, joint_mask_agreement
 

@@ -42,7 +42,7 @@ def stage_inputs(seq: Sequence, options: GenerateOptions) -> dict[str, str]:
 def render_video(synthesis, scene_dir: Path, out: Path, width: int | None, height: int | None,
                  progress: Callable[[int, int], None] | None = None, check_joints: bool = True) -> dict:
     """Render and encode every frame; returns sizes, timings and the joint-to-mask agreement."""
-    from grail.video.encode import VideoWriter
+    from grail.render.video_io import VideoWriter
     from grail.video.render import VideoRenderer, joint_mask_agreement, load_scene_camera
 
     cam = load_scene_camera(scene_dir)

@@ -1,0 +1,169 @@
+"""Differential IK with mink on the G1 model: weighted frame tasks, posture, joint limits, and
+hard collision constraints against the robot's own trunk and the scene.
+
+Each frame starts from the previous frame's solution (warm start) and takes a few IK steps whose
+joint velocities are bounded by the motor limits over the frame's duration, so the result never
+moves a joint faster than the robot can. The first frame is solved to convergence from the
+robot's default pose. The model may be the robot alone or the robot (names prefixed) in a frozen
+copy of its scene; in both the configuration is the robot's own qpos.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import mink
+import mujoco
+import numpy as np
+
+from grail.retarget.targets import Targets, TaskWeights
+from grail.robot.g1 import G1, RobotSpec
+from grail.robot.model import HEAD_CAMERA, joint_qpos_indices
+
+#: Robot frame of each target: (name in the robot model, kind).
+ROBOT_FRAMES: dict[str, tuple[str, str]] = {
+    "pelvis": ("pelvis", "body"), "torso": ("torso_link", "body"), "head": (HEAD_CAMERA, "site"),
+    **{f"{s}_foot": (f"{s}_foot", "site") for s in ("left", "right")},
+    **{f"{s}_knee": (f"{s}_knee_link", "body") for s in ("left", "right")},
+    **{f"{s}_elbow": (f"{s}_elbow_link", "body") for s in ("left", "right")},
+    **{f"{s}_wrist": (f"{s}_wrist_yaw_link", "body") for s in ("left", "right")},
+    **{f"{s}_hand": (f"{s}_palm", "site") for s in ("left", "right")},
+}
+#: Robot geoms kept off the scene (feet only while they swing: the stance targets put them on
+#: their support).
+SCENE_AVOIDING = ("pelvis", "torso", "head", "left_hip", "right_hip", "left_thigh", "right_thigh", "left_shin",
+                  "right_shin", "left_linkage_brace", "right_linkage_brace", "left_shoulder_yaw", "right_shoulder_yaw",
+                  "left_elbow_yaw", "right_elbow_yaw", "left_wrist", "right_wrist", "left_hand", "right_hand")
+COLLISION_GAIN = 0.85          # share of the remaining gap a step may close
+SELF_MARGIN_M = 0.015          # kept between the robot's links (the constraint is linearised: a
+SCENE_MARGIN_M = 0.005         # turning capsule can close a few mm more within one step)
+SWING_MARGIN_M = 0.002
+COLLISION_DETECT_M = 0.08
+
+
+@dataclass
+class SolverOptions:
+    iterations: int = 4             # IK steps per frame (warm-started)
+    first_frame_iterations: int = 60
+    solver: str = "daqp"
+    damping: float = 1e-3
+    velocity_margin: float = 0.95   # fraction of the motor velocity limit the IK may use
+    converged: float = 2e-4         # a step moving no coordinate more than this (rad or m) ends the frame
+    self_collision: bool = True     # keep hands and forearms off the hips, thighs and torso
+    scene_collision: bool = True    # keep the body (not the feet) off the ground, terrain and furniture
+
+
+def self_collision_pairs(model: mujoco.MjModel, prefix: str = "") -> list[tuple[list[str], list[str]]]:
+    """Arms against the trunk and legs, and the trunk against the thighs: the overlaps a child's
+    arm swing, reach or deep squat would cause on the G1's bulkier links."""
+    names = {model.geom(g).name for g in range(model.ngeom)}
+
+    def have(*geoms: str) -> list[str]:
+        return [prefix + g + "_collision" for g in geoms if prefix + g + "_collision" in names]
+
+    pairs = []
+    for side in ("left", "right"):
+        arm = have(f"{side}_hand", f"{side}_wrist", f"{side}_elbow_yaw")
+        pairs.append((arm, have("pelvis", "torso", f"{side}_hip", f"{side}_thigh", f"{side}_shin")))
+        pairs.append((have("torso"), have(f"{side}_thigh")))
+    return pairs
+
+
+def scene_collision_pairs(model: mujoco.MjModel, prefix: str, parts: tuple[str, ...] = SCENE_AVOIDING
+                          ) -> list[tuple[list[int], list[int]]]:
+    """Robot collision geoms whose names start with `parts` against every collision geom that is
+    not the robot's."""
+    robot = [g for g in range(model.ngeom) if model.geom(g).name.endswith("_collision")
+             and model.geom(g).name.removeprefix(prefix).startswith(parts) and model.geom(g).name.startswith(prefix)]
+    scene = [g for g in range(model.ngeom) if not model.body(model.geom_bodyid[g]).name.startswith(prefix)
+             and (model.geom_contype[g] or model.geom_conaffinity[g])] if prefix else []
+    return [(robot, scene)] if robot and scene else []
+
+
+class Retargeter:
+    """Solves the robot's configuration frame by frame for a set of targets."""
+
+    def __init__(self, model: mujoco.MjModel, weights: TaskWeights, options: SolverOptions | None = None,
+                 robot: RobotSpec = G1, prefix: str = "") -> None:
+        self.model, self.weights, self.options, self.robot = model, weights, options or SolverOptions(), robot
+        self.prefix = prefix
+        self.configuration = mink.Configuration(model)
+        self.tasks = {name: mink.FrameTask(prefix + frame, kind, position_cost=1.0, orientation_cost=1.0, lm_damping=1.0)
+                      for name, (frame, kind) in ROBOT_FRAMES.items()}
+        self.posture = mink.PostureTask(model, cost=weights.posture)
+        margin = self.options.velocity_margin
+        self.limits = [mink.ConfigurationLimit(model),
+                       mink.VelocityLimit(model, {prefix + j: margin * v for j, v in zip(robot.joint_names, robot.velocity_limit)})]
+        self.qpos_index = joint_qpos_indices(model, robot, prefix)
+
+    def initial_qpos(self, targets: Targets) -> np.ndarray:
+        """Default pose standing at the first pelvis target."""
+        q = self.model.qpos0.copy()
+        _, joints = self.robot.default_pose("knees_bent")
+        q[:3] = targets.frames["pelvis"].position[0]
+        q[3:7] = targets.frames["pelvis"].quat[0]
+        q[self.qpos_index] = joints
+        return q
+
+    def solve(self, targets: Targets, fps: float, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """(T, nq) configurations, one per frame."""
+        T = len(targets.frames["pelvis"].position)
+        q = self.initial_qpos(targets)
+        self.configuration.update(q)
+        self.posture.set_target(q)
+        out = np.zeros((T, self.model.nq))
+        dt = 1.0 / fps
+        opts = self.options
+        first_limits = self.limits[:1] + self._collision_limits(dt / opts.first_frame_iterations)
+        limits = self.limits + self._collision_limits(dt / opts.iterations)
+        swing_limits = {side: self._swing_foot_limit(side, dt / opts.iterations) for side in ("left", "right")}
+        tasks = list(self.tasks.values()) + [self.posture]
+        for t in range(T):
+            self._set_targets(targets, t)
+            swinging = [lim for side, lim in swing_limits.items() if lim is not None and not targets.stance[side][t]]
+            steps, active = (opts.first_frame_iterations, first_limits) if t == 0 else (opts.iterations, limits + swinging)
+            for _ in range(steps):
+                v = mink.solve_ik(self.configuration, tasks, dt / steps, opts.solver, damping=opts.damping, limits=active)
+                self.configuration.integrate_inplace(v, dt / steps)
+                if t and np.max(np.abs(v)) * dt / steps < opts.converged:
+                    break  # warm-started frames usually settle in one or two steps
+            out[t] = self.configuration.q
+            if progress:
+                progress(t + 1, T)
+        return out
+
+    def _collision_limits(self, step_dt: float) -> list:
+        """mink bounds the approach per step by gain * (distance - margin) / dt while its QP
+        variable is a displacement, so the gain is scaled by dt here to allow at most
+        COLLISION_GAIN of the remaining gap per step (otherwise a hand swinging past the hip
+        tunnels through it in one step)."""
+        groups = []
+        if self.options.self_collision:
+            groups.append((self_collision_pairs(self.model, self.prefix), SELF_MARGIN_M))
+        if self.options.scene_collision:
+            groups.append((scene_collision_pairs(self.model, self.prefix), SCENE_MARGIN_M))
+        return [mink.CollisionAvoidanceLimit(self.model, pairs, gain=min(1.0, COLLISION_GAIN * step_dt),
+                                             minimum_distance_from_collisions=margin,
+                                             collision_detection_distance=COLLISION_DETECT_M)
+                for pairs, margin in groups if pairs]
+
+    def _swing_foot_limit(self, side: str, step_dt: float):
+        """A swinging foot stays above treads, curbs and the ground (a stance foot is placed on
+        its support by its target instead, so the constraint is left out while it stands)."""
+        if not self.options.scene_collision:
+            return None
+        pairs = scene_collision_pairs(self.model, self.prefix, (f"{side}_foot",))
+        if not pairs:
+            return None
+        return mink.CollisionAvoidanceLimit(self.model, pairs, gain=min(1.0, COLLISION_GAIN * step_dt),
+                                            minimum_distance_from_collisions=SWING_MARGIN_M,
+                                            collision_detection_distance=COLLISION_DETECT_M)
+
+    def _set_targets(self, targets: Targets, t: int) -> None:
+        for name, task in self.tasks.items():
+            ft = targets.frames[name]
+            quat = ft.quat[t] if ft.quat is not None else np.array([1.0, 0, 0, 0])
+            task.set_target(mink.SE3.from_rotation_and_translation(mink.SO3(quat), ft.position[t]))
+            task.set_position_cost(ft.position_cost[t])
+            task.set_orientation_cost(ft.orientation_cost[t] if ft.quat is not None else 0.0)
