@@ -336,3 +336,11 @@ def test_nothing_to_retarget(composed, tmp_path, capsys):
     shutil.rmtree(seq / "video", ignore_errors=True)
     code, err = run_cli(["retarget", str(seq)], capsys)
     _assert_failed_cleanly(code, err, seq, "gt.npz", "grail generate")
+
+
+def test_damaged_motion_file_is_one_clean_error(tmp_path):
+    _spin_motion().save(tmp_path)
+    data = (tmp_path / "motion.npz").read_bytes()
+    (tmp_path / "motion.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(GrailError, match="motion.npz: cannot read"):
+        RobotMotion.load(tmp_path)

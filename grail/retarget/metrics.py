@@ -15,7 +15,7 @@ import numpy as np
 
 from grail.retarget.source import HumanMotion
 from grail.retarget.surfaces import HandGeometry, ObjectSurface
-from grail.retarget.targets import SIDES, Targets
+from grail.retarget.targets import SIDES, Targets, intervals
 from grail.robot.g1 import RobotSpec
 from grail.robot.scene import RobotScene
 from grail.rotations import matrices_from_quats
@@ -120,16 +120,22 @@ def _limit_violations(joint_pos: np.ndarray, fps: float, robot: RobotSpec) -> di
 
 
 def _foot_slide(poses: dict, targets: Targets, fps: float) -> dict:
-    """Speed of each foot site while its stance flag holds (consecutive stance frames only)."""
-    speeds = []
+    """Horizontal speed of each foot site over consecutive stance frames (sliding, as the generate
+    stage measures skating), and how far a planted foot rises or tilts from its stance pose."""
+    speeds, lifts, tilts = [], [0.0], [0.0]
     for side in SIDES:
-        pos, _ = poses[f"{side}_foot"]
+        pos, rot = poses[f"{side}_foot"]
         stance = targets.stance[side]
         both = stance[1:] & stance[:-1]
-        speeds.append(100 * fps * np.linalg.norm(np.diff(pos, axis=0), axis=1)[both])
+        speeds.append(100 * fps * np.linalg.norm(np.diff(pos[:, :2], axis=0), axis=1)[both])
+        for start, end in intervals(stance):
+            lifts.append(1000 * float(np.ptp(pos[start:end, 2])))
+            up = rot[start:end, :, 2]
+            tilts.append(float(np.degrees(np.arccos(np.clip(up @ up[0], -1, 1))).max()))
     v = np.concatenate(speeds)
     return {"max_cm_s": round(float(v.max()), 3) if len(v) else 0.0,
-            "mean_cm_s": round(float(v.mean()), 3) if len(v) else 0.0, "stance_frames": int(len(v))}
+            "mean_cm_s": round(float(v.mean()), 3) if len(v) else 0.0, "stance_frames": int(len(v)),
+            "stance_lift_max_mm": round(max(lifts), 2), "stance_tilt_max_deg": round(max(tilts), 2)}
 
 
 def _contacts(scene: RobotScene, Q: np.ndarray, motion: HumanMotion) -> dict:

@@ -17,6 +17,8 @@ import mink
 import mujoco
 import numpy as np
 
+from grail.retarget.frame_limit import PerFrameLimit
+from grail.retarget.points_task import PointsTask
 from grail.retarget.targets import Targets, TaskWeights
 from grail.robot.g1 import G1, RobotSpec
 from grail.robot.model import HEAD_CAMERA, joint_qpos_indices
@@ -30,6 +32,8 @@ ROBOT_FRAMES: dict[str, tuple[str, str]] = {
     **{f"{s}_wrist": (f"{s}_wrist_yaw_link", "body") for s in ("left", "right")},
     **{f"{s}_hand": (f"{s}_palm", "site") for s in ("left", "right")},
 }
+#: Position-only targets, solved as one stacked task (a FrameTask each would cost twice the time).
+POINT_TARGETS = tuple(f"{s}_{part}" for part in ("knee", "elbow", "wrist") for s in ("left", "right"))
 #: Robot geoms kept off the scene (feet only while they swing: the stance targets put them on
 #: their support).
 SCENE_AVOIDING = ("pelvis", "torso", "head", "left_hip", "right_hip", "left_thigh", "right_thigh", "left_shin",
@@ -38,17 +42,20 @@ SCENE_AVOIDING = ("pelvis", "torso", "head", "left_hip", "right_hip", "left_thig
 COLLISION_GAIN = 0.85          # share of the remaining gap a step may close
 SELF_MARGIN_M = 0.015          # kept between the robot's links (the constraint is linearised: a
 SCENE_MARGIN_M = 0.005         # turning capsule can close a few mm more within one step)
-SWING_MARGIN_M = 0.002
-COLLISION_DETECT_M = 0.08
+SWING_MARGIN_M = 0.0
+COLLISION_DETECT_M = 0.08      # pairs further apart than this are not constrained (a hand moves
+SELF_DETECT_M = 0.05           # under 3 cm in one IK step)
 
 
 @dataclass
 class SolverOptions:
-    iterations: int = 4             # IK steps per frame (warm-started)
-    first_frame_iterations: int = 60
+    iterations: int = 2             # IK steps per frame (warm-started)
+    first_frame_iterations: int = 40
     solver: str = "daqp"
     damping: float = 1e-3
     velocity_margin: float = 0.95   # fraction of the motor velocity limit the IK may use
+    polish_steps: int = 6           # extra steps while a planted foot is off its pose by more than
+    planted_tolerance: float = 3e-4  # this (m)
     converged: float = 2e-4         # a step moving no coordinate more than this (rad or m) ends the frame
     self_collision: bool = True     # keep hands and forearms off the hips, thighs and torso
     scene_collision: bool = True    # keep the body (not the feet) off the ground, terrain and furniture
@@ -65,7 +72,7 @@ def self_collision_pairs(model: mujoco.MjModel, prefix: str = "") -> list[tuple[
     pairs = []
     for side in ("left", "right"):
         arm = have(f"{side}_hand", f"{side}_wrist", f"{side}_elbow_yaw")
-        pairs.append((arm, have("pelvis", "torso", f"{side}_hip", f"{side}_thigh", f"{side}_shin")))
+        pairs.append((arm, have("pelvis", "torso", f"{side}_hip", f"{side}_thigh")))
         pairs.append((have("torso"), have(f"{side}_thigh")))
     return pairs
 
@@ -90,12 +97,14 @@ class Retargeter:
         self.prefix = prefix
         self.configuration = mink.Configuration(model)
         self.tasks = {name: mink.FrameTask(prefix + frame, kind, position_cost=1.0, orientation_cost=1.0, lm_damping=1.0)
-                      for name, (frame, kind) in ROBOT_FRAMES.items()}
+                      for name, (frame, kind) in ROBOT_FRAMES.items() if name not in POINT_TARGETS}
+        self.points = PointsTask(model, [(prefix + ROBOT_FRAMES[n][0], ROBOT_FRAMES[n][1]) for n in POINT_TARGETS])
         self.posture = mink.PostureTask(model, cost=weights.posture)
         margin = self.options.velocity_margin
         self.limits = [mink.ConfigurationLimit(model),
                        mink.VelocityLimit(model, {prefix + j: margin * v for j, v in zip(robot.joint_names, robot.velocity_limit)})]
         self.qpos_index = joint_qpos_indices(model, robot, prefix)
+        self.fallbacks = 0  # IK steps in which the planted feet could not be met exactly
 
     def initial_qpos(self, targets: Targets) -> np.ndarray:
         """Default pose standing at the first pelvis target."""
@@ -118,35 +127,66 @@ class Retargeter:
         first_limits = self.limits[:1] + self._collision_limits(dt / opts.first_frame_iterations)
         limits = self.limits + self._collision_limits(dt / opts.iterations)
         swing_limits = {side: self._swing_foot_limit(side, dt / opts.iterations) for side in ("left", "right")}
-        tasks = list(self.tasks.values()) + [self.posture]
         for t in range(T):
             self._set_targets(targets, t)
             swinging = [lim for side, lim in swing_limits.items() if lim is not None and not targets.stance[side][t]]
             steps, active = (opts.first_frame_iterations, first_limits) if t == 0 else (opts.iterations, limits + swinging)
+            planted = {f"{side}_foot" for side in ("left", "right") if t and targets.stance[side][t]}
+            cached = [lim for lim in active if isinstance(lim, PerFrameLimit)]
+            for lim in cached:
+                lim.new_frame()
             for _ in range(steps):
-                v = mink.solve_ik(self.configuration, tasks, dt / steps, opts.solver, damping=opts.damping, limits=active)
+                v = self._step(planted, dt / steps, active)
                 self.configuration.integrate_inplace(v, dt / steps)
-                if t and np.max(np.abs(v)) * dt / steps < opts.converged:
+                for lim in cached:
+                    lim.advanced(v * dt / steps)
+                if np.max(np.abs(v)) * dt / steps < opts.converged:
                     break  # warm-started frames usually settle in one or two steps
+            for _ in range(opts.polish_steps):
+                if max((np.linalg.norm(self.tasks[n].compute_error(self.configuration)[:3]) for n in planted),
+                       default=0.0) < opts.planted_tolerance:
+                    break
+                # The constraint is linear: a fast frame leaves a planted foot a few mm off.
+                v = self._step(planted, dt / steps, [lim for lim in active if not isinstance(lim, mink.VelocityLimit)])
+                self.configuration.integrate_inplace(v, dt / steps)
+                for lim in cached:
+                    lim.advanced(v * dt / steps)
             out[t] = self.configuration.q
             if progress:
                 progress(t + 1, T)
         return out
+
+    def _step(self, planted: set[str], step_dt: float, limits: list) -> np.ndarray:
+        """One IK step. A planted foot's task is an equality constraint (its locked stance pose is
+        met exactly, so no other task can make it slide); when that leaves no feasible step
+        (another hard constraint in the way) it falls back to its heavily weighted task."""
+        opts = self.options
+        soft = [task for name, task in self.tasks.items() if name not in planted] + [self.points, self.posture]
+        hard = [self.tasks[name] for name in planted]
+        try:
+            return mink.solve_ik(self.configuration, soft, step_dt, opts.solver, damping=opts.damping, limits=limits,
+                                 constraints=hard or None)
+        except mink.NoSolutionFound:
+            self.fallbacks += 1
+            return mink.solve_ik(self.configuration, soft + hard, step_dt, opts.solver, damping=opts.damping,
+                                 limits=limits)
 
     def _collision_limits(self, step_dt: float) -> list:
         """mink bounds the approach per step by gain * (distance - margin) / dt while its QP
         variable is a displacement, so the gain is scaled by dt here to allow at most
         COLLISION_GAIN of the remaining gap per step (otherwise a hand swinging past the hip
         tunnels through it in one step)."""
-        groups = []
-        if self.options.self_collision:
-            groups.append((self_collision_pairs(self.model, self.prefix), SELF_MARGIN_M))
-        if self.options.scene_collision:
-            groups.append((scene_collision_pairs(self.model, self.prefix), SCENE_MARGIN_M))
-        return [mink.CollisionAvoidanceLimit(self.model, pairs, gain=min(1.0, COLLISION_GAIN * step_dt),
-                                             minimum_distance_from_collisions=margin,
-                                             collision_detection_distance=COLLISION_DETECT_M)
-                for pairs, margin in groups if pairs]
+        limits = []
+        if self.options.self_collision:  # few pairs, turning links: measured at every step
+            limits.append(mink.CollisionAvoidanceLimit(
+                self.model, self_collision_pairs(self.model, self.prefix), gain=min(1.0, COLLISION_GAIN * step_dt),
+                minimum_distance_from_collisions=SELF_MARGIN_M, collision_detection_distance=SELF_DETECT_M))
+        pairs = scene_collision_pairs(self.model, self.prefix) if self.options.scene_collision else []
+        if pairs:  # many pairs against furniture meshes: measured once per frame
+            limits.append(PerFrameLimit(mink.CollisionAvoidanceLimit(
+                self.model, pairs, gain=min(1.0, COLLISION_GAIN * step_dt), minimum_distance_from_collisions=SCENE_MARGIN_M,
+                collision_detection_distance=COLLISION_DETECT_M), COLLISION_GAIN))
+        return limits
 
     def _swing_foot_limit(self, side: str, step_dt: float):
         """A swinging foot stays above treads, curbs and the ground (a stance foot is placed on
@@ -156,11 +196,13 @@ class Retargeter:
         pairs = scene_collision_pairs(self.model, self.prefix, (f"{side}_foot",))
         if not pairs:
             return None
-        return mink.CollisionAvoidanceLimit(self.model, pairs, gain=min(1.0, COLLISION_GAIN * step_dt),
-                                            minimum_distance_from_collisions=SWING_MARGIN_M,
-                                            collision_detection_distance=COLLISION_DETECT_M)
+        return PerFrameLimit(mink.CollisionAvoidanceLimit(
+            self.model, pairs, gain=min(1.0, COLLISION_GAIN * step_dt), minimum_distance_from_collisions=SWING_MARGIN_M,
+            collision_detection_distance=COLLISION_DETECT_M), COLLISION_GAIN)
 
     def _set_targets(self, targets: Targets, t: int) -> None:
+        self.points.set_targets(np.array([targets.frames[n].position[t] for n in POINT_TARGETS]),
+                                np.array([targets.frames[n].position_cost[t] for n in POINT_TARGETS]))
         for name, task in self.tasks.items():
             ft = targets.frames[name]
             quat = ft.quat[t] if ft.quat is not None else np.array([1.0, 0, 0, 0])

@@ -163,7 +163,7 @@ class TaskWeights:
     elbow: float = 2.0
     wrist: float = 3.0
     hand: float = 6.0
-    contact_hand: float = 40.0
+    contact_hand: float = 20.0
     contact_hand_orientation: float = 4.0
     posture: float = 0.05
 
@@ -217,7 +217,7 @@ def _vertical_shift(pts: dict[str, np.ndarray], stance: dict[str, np.ndarray], T
 def _lock_stance(pos: np.ndarray, quat: np.ndarray, stance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One pose per stance interval (its mean), so a planted foot cannot slide or roll."""
     pos, quat = pos.copy(), quat.copy()
-    for start, end in _intervals(stance):
+    for start, end in intervals(stance):
         pos[start:end] = pos[start:end].mean(axis=0)
         q = quat[start:end] * np.sign(quat[start:end] @ quat[start])[:, None]
         mean = q.mean(axis=0)
@@ -225,7 +225,7 @@ def _lock_stance(pos: np.ndarray, quat: np.ndarray, stance: np.ndarray) -> tuple
     return pos, quat
 
 
-def _intervals(flags: np.ndarray) -> list[tuple[int, int]]:
+def intervals(flags: np.ndarray) -> list[tuple[int, int]]:
     edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(int), [0]])))
     return list(zip(edges[::2], edges[1::2]))
 
@@ -234,7 +234,7 @@ def _blend(flags: np.ndarray, fps: float) -> np.ndarray:
     """0..1 weight that rises over CONTACT_BLEND_S before a contact starts and falls after it ends."""
     n = max(1, int(round(CONTACT_BLEND_S * fps)))
     out = flags.astype(float)
-    for start, end in _intervals(flags):
+    for start, end in intervals(flags):
         for k in range(1, n + 1):
             ramp = 1.0 - k / (n + 1)
             if start - k >= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +109,7 @@ class RobotMotion:
                 if missing:
                     raise GrailError("missing key", file=npz_path, field=missing[0])
                 a = {k: np.array(z[k]) for k in MOTION_KEYS}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # a truncated or damaged npz
             raise GrailError(f"cannot read ({err})", file=npz_path) from None
         if not np.isclose(float(a["fps"]), float(meta["fps"])):
             raise GrailError(f"fps {float(a['fps'])} in motion.npz but {meta['fps']} in meta.json",
