@@ -295,6 +295,18 @@ def test_cli_writes_the_contract_and_skips_when_done(with_motion, tmp_path, caps
     code, err = run_cli(["retarget", str(seq), "--no-replay"], capsys)
     assert code is None and "skipped" in err
 
+    # The stage's motion through the peer formats and back: BeyondMimic CSV keeps the root and the
+    # joints, and its reader rebuilds the same body poses by forward kinematics.
+    csv = tmp_path / "motion.csv"
+    code, err = run_cli(["library", "convert", str(seq), "--to", "csv", "--out", str(csv)], capsys)
+    assert code is None, err
+    code, err = run_cli(["library", "import-csv", str(csv), "--fps", str(meta["fps"]), "--out", str(tmp_path / "back")],
+                        capsys)
+    assert code is None, err
+    original, back = RobotMotion.load(robot), RobotMotion.load(tmp_path / "back")
+    assert np.allclose(back.joint_pos, original.joint_pos, atol=1e-5)
+    assert np.allclose(back.body_pos_w, original.body_pos_w, atol=1e-4)
+
 
 def _assert_failed_cleanly(code, err, seq, *needles):
     lines = [line for line in err.splitlines() if line.strip()]

@@ -62,18 +62,22 @@ class SolverOptions:
 
 
 def self_collision_pairs(model: mujoco.MjModel, prefix: str = "") -> list[tuple[list[str], list[str]]]:
-    """Arms against the trunk and legs, and the trunk against the thighs: the overlaps a child's
-    arm swing, reach or deep squat would cause on the G1's bulkier links."""
+    """Arms against the trunk and legs, the trunk against the thighs, and one leg against the
+    other: the overlaps a child's arm swing, reach, deep squat or turn on the spot would cause on
+    the G1's bulkier links."""
     names = {model.geom(g).name for g in range(model.ngeom)}
 
     def have(*geoms: str) -> list[str]:
         return [prefix + g + "_collision" for g in geoms if prefix + g + "_collision" in names]
 
-    pairs = []
+    def leg(side: str) -> list[str]:
+        return have(f"{side}_shin", f"{side}_linkage_brace", *(f"{side}_foot{i}" for i in range(1, 8)))
+
+    pairs = [(leg("left"), leg("right"))]
     for side in ("left", "right"):
-        arm = have(f"{side}_hand", f"{side}_wrist", f"{side}_elbow_yaw")
-        pairs.append((arm, have("pelvis", "torso", f"{side}_hip", f"{side}_thigh")))
-        pairs.append((have("torso"), have(f"{side}_thigh")))
+        arm = have(f"{side}_hand", f"{side}_wrist", f"{side}_elbow_yaw", f"{side}_shoulder_yaw")
+        pairs.append((arm, have("pelvis", "torso", f"{side}_hip", f"{side}_thigh", f"{side}_shin")))
+        pairs.append((have("torso"), have(f"{side}_thigh", f"{side}_shoulder_yaw")))
     return pairs
 
 

@@ -61,15 +61,17 @@ def retarget_motion(seq_dir: Path, options: RetargetOptions,
     model = robot_model(robot.name)
     hands = {side: HandGeometry.from_model(model, side) for side in ("left", "right")}
     targets = build_targets(motion, options.weights, seats, surfaces, hands)
-    t0 = time.perf_counter()
     ik_model = static_scene_with_robot(seq_dir / "scene" / "scene.xml", robot, drop=tuple(motion.object_names))
-    Q = Retargeter(ik_model, options.weights, options.solver, robot, PREFIX).solve(targets, motion.fps, progress)
+    retargeter = Retargeter(ik_model, options.weights, options.solver, robot, PREFIX)
+    t0 = time.perf_counter()
+    Q = retargeter.solve(targets, motion.fps, progress)
     solve_s = time.perf_counter() - t0
     robot_motion = _robot_motion(model, robot, Q, motion, seq_dir)
     metrics = retarget_metrics(Q, robot_motion.joint_pos, motion.fps, robot, model, ROBOT_FRAMES, targets, motion,
                                scene, surfaces, hands)
     metrics["scale"] = {k: round(v, 4) for k, v in targets.scale.items()}
     metrics["timings_s"] = {"solve": round(solve_s, 3), "fps": round(len(Q) / solve_s, 1)}
+    metrics["solver"] = {"iterations": options.solver.iterations, "planted_foot_fallbacks": retargeter.fallbacks}
     metrics["violations"] = check(metrics["summary"], Bounds())
     return robot_motion, metrics, Q, scene
 
@@ -88,7 +90,7 @@ def retarget_dir(seq_dir: Path, out_dir: Path, options: RetargetOptions,
         objects = {robot_motion.object_name: (robot_motion.object_pos_w, robot_motion.object_quat_w)} \
             if robot_motion.object_name in scene.object_qpos else {}
         t1 = time.perf_counter()
-        metrics["replay"] = write_replay(scene, Q[:, :], objects, robot_motion.fps, out_dir / "replay.mp4",
+        metrics["replay"] = write_replay(scene, Q, objects, robot_motion.fps, out_dir / "replay.mp4",
                                          video if video.is_file() else None, REPLAY_WIDTH, height)
         metrics["timings_s"]["replay"] = round(time.perf_counter() - t1, 3)
     metrics["timings_s"]["total"] = round(time.perf_counter() - t0, 3)

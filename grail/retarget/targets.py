@@ -74,19 +74,47 @@ def build_targets(motion: HumanMotion, weights: "TaskWeights", seat_height: np.n
                   surfaces: dict[int, ObjectSurface] | None = None,
                   hands: dict[str, HandGeometry] | None = None) -> Targets:
     """Targets for every robot frame (see the module docstring for what is preserved)."""
-    T = motion.frames
-    s = segment_scales(motion)
-    J = motion.joints
+    T, w, ones = motion.frames, weights, np.ones(motion.frames)
+    scale = segment_scales(motion)
     R = {role: matrices_from_quats(q) @ motion.bone_rest[role].T for role, q in motion.bone_quat.items()}
-    R_bone = {role: matrices_from_quats(q) for role, q in motion.bone_quat.items()}
-    ankle_height = float(np.mean([motion.rest_joints[f"{side}_ankle"][2] for side in SIDES]))
+    pts, pelvis, chest = _scaled_chain(motion, scale, R)
+    stance = {side: motion.contact[f"{side}_foot"] for side in SIDES}
+    lift = _vertical_shift(pts, stance, T)[:, None] * np.array([0, 0, 1.0])
+    pts = {name: (p if name.startswith("_") else p + lift) for name, p in pts.items()}
+    pelvis, chest = pelvis + lift, chest + lift
 
-    # Chains scaled from the hip centre.
+    targets = Targets(scale=scale, stance=stance)
+    pelvis_cost = w.pelvis_position * ones
+    if seat_height is not None:
+        sitting = motion.contact["pelvis"] & np.isfinite(seat_height)
+        pelvis[sitting, 2] = seat_height[sitting] + PELVIS_BOTTOM
+        pelvis_cost = np.where(sitting, w.seated_pelvis, pelvis_cost)
+    targets.frames["pelvis"] = FrameTargets(pelvis, quats_from_matrices(R["root"]), pelvis_cost, w.pelvis_orientation * ones)
+    targets.frames["torso"] = FrameTargets(chest, quats_from_matrices(R["chest"]), 0 * ones, w.torso_orientation * ones)
+    head = quats_from_matrices(R["head"] @ _pitch_matrix(np.radians(HEAD_SITE_PITCH_DEG)))
+    targets.frames["head"] = FrameTargets(motion.joints["head"], head, 0 * ones, w.head_orientation * ones)
+    for side in SIDES:
+        # Feet go where the character's went, in the world: the terrain is metric and shared, and
+        # the character's swing already clears it. Shorter legs lower the pelvis (the vertical shift).
+        foot_pos, foot_quat = _lock_stance(pts[f"_{side}_sole_human"], quats_from_matrices(R[f"{side}_foot"]), stance[side])
+        foot_cost = np.where(stance[side], w.stance_foot, w.swing_foot)
+        targets.frames[f"{side}_foot"] = FrameTargets(foot_pos, foot_quat, foot_cost, foot_cost * w.foot_orientation_ratio)
+        targets.frames[f"{side}_knee"] = FrameTargets(pts[f"{side}_knee"], None, w.knee * ones, 0 * ones)
+        targets.frames[f"{side}_elbow"] = FrameTargets(pts[f"{side}_elbow"], None, w.elbow * ones, 0 * ones)
+        _hand_targets(targets, motion, side, pts, w, surfaces or {}, (hands or {}).get(side))
+    return targets
+
+
+def _scaled_chain(motion: HumanMotion, s: dict[str, float], R: dict[str, np.ndarray]
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Robot-length limbs along the character's, chained from its hip centre: points by name
+    (names starting with ``_`` are the character's own, unscaled), the pelvis and the chest."""
+    J = motion.joints
+    ankle_height = float(np.mean([motion.rest_joints[f"{side}_ankle"][2] for side in SIDES]))
     hip_mid = (J["left_hip"] + J["right_hip"]) / 2
     sh_mid_h = (J["left_shoulder"] + J["right_shoulder"]) / 2
     sh_mid = hip_mid + s["spine"] * (sh_mid_h - hip_mid)
     pts: dict[str, np.ndarray] = {}
-    hand_dirs: dict[str, np.ndarray] = {}
     for side in SIDES:
         hip = hip_mid + s["pelvis_width"] * (J[f"{side}_hip"] - hip_mid)
         knee = hip + s["thigh"] * (J[f"{side}_knee"] - J[f"{side}_hip"])
@@ -95,56 +123,27 @@ def build_targets(motion: HumanMotion, weights: "TaskWeights", seat_height: np.n
         elbow = shoulder + s["upper_arm"] * (J[f"{side}_elbow"] - J[f"{side}_shoulder"])
         wrist = elbow + s["forearm"] * (J[f"{side}_wrist"] - J[f"{side}_elbow"])
         sole_offset = np.einsum("tij,j->ti", R[f"{side}_foot"], np.array([FOOT_SITE_FORWARD, 0.0, -ankle_height]))
-        hand_dir = np.einsum("tij,j->ti", R_bone[f"{side}_hand"], motion.hand_axis[side])
-        hand_dirs[side] = hand_dir
+        hand_dir = np.einsum("tij,j->ti", matrices_from_quats(motion.bone_quat[f"{side}_hand"]), motion.hand_axis[side])
         pts |= {f"{side}_knee": knee, f"{side}_foot": ankle + sole_offset, f"{side}_elbow": elbow,
                 f"{side}_wrist": wrist, f"{side}_hand": wrist + PALM_FROM_WRIST * hand_dir,
-                f"_{side}_sole_human": J[f"{side}_ankle"] + sole_offset,
+                f"_{side}_hand_dir": hand_dir, f"_{side}_sole_human": J[f"{side}_ankle"] + sole_offset,
                 f"_{side}_palm_human": J[f"{side}_wrist"] + PALM_FROM_WRIST * hand_dir}
-    pelvis = hip_mid + PELVIS_ABOVE_HIPS * R["root"][:, :, 2]
+    return pts, hip_mid + PELVIS_ABOVE_HIPS * R["root"][:, :, 2], sh_mid
 
-    stance = {side: motion.contact[f"{side}_foot"] for side in SIDES}
-    dz = _vertical_shift(pts, stance, T)
-    for name in list(pts):
-        if not name.startswith("_"):
-            pts[name] = pts[name] + dz[:, None] * np.array([0, 0, 1.0])
-    pelvis = pelvis + dz[:, None] * np.array([0, 0, 1.0])
 
-    targets = Targets(scale=s, stance=stance)
-    w = weights
-    ones = np.ones(T)
-    pelvis_cost = w.pelvis_position * ones
-    if seat_height is not None:
-        sitting = motion.contact["pelvis"] & np.isfinite(seat_height)
-        pelvis[sitting, 2] = seat_height[sitting] + PELVIS_BOTTOM
-        pelvis_cost = np.where(sitting, w.seated_pelvis, pelvis_cost)
-    targets.frames["pelvis"] = FrameTargets(pelvis, quats_from_matrices(R["root"]), pelvis_cost,
-                                            w.pelvis_orientation * ones)
-    targets.frames["torso"] = FrameTargets(sh_mid, quats_from_matrices(R["chest"]), 0 * ones, w.torso_orientation * ones)
-    head_rest = _pitch_matrix(np.radians(HEAD_SITE_PITCH_DEG))
-    targets.frames["head"] = FrameTargets(J["head"], quats_from_matrices(R["head"] @ head_rest), 0 * ones,
-                                          w.head_orientation * ones)
-    for side in SIDES:
-        # Feet go where the character's went, in the world: the terrain is metric and shared, and
-        # the character's swing already clears it. Shorter legs lower the pelvis (the vertical shift).
-        foot_pos, foot_quat = _lock_stance(pts[f"_{side}_sole_human"], quats_from_matrices(R[f"{side}_foot"]),
-                                           stance[side])
-        foot_cost = np.where(stance[side], w.stance_foot, w.swing_foot)
-        targets.frames[f"{side}_foot"] = FrameTargets(foot_pos, foot_quat, foot_cost, foot_cost * w.foot_orientation_ratio)
-        targets.frames[f"{side}_knee"] = FrameTargets(pts[f"{side}_knee"], None, w.knee * ones, 0 * ones)
-        targets.frames[f"{side}_elbow"] = FrameTargets(pts[f"{side}_elbow"], None, w.elbow * ones, 0 * ones)
-        touch = _blend(motion.contact[f"{side}_hand"], motion.fps)
-        palm_human = pts[f"_{side}_palm_human"]
-        contact_pos, contact_quat = _contact_hand(motion, side, palm_human, hand_dirs[side], touch, surfaces or {},
-                                                  (hands or {}).get(side))
-        shift = touch[:, None] * (contact_pos - pts[f"{side}_hand"])   # reach the real object
-        hand_cost = w.hand + touch * (w.contact_hand - w.hand)
-        targets.frames[f"{side}_hand"] = FrameTargets(pts[f"{side}_hand"] + shift, contact_quat, hand_cost,
-                                                      touch * w.contact_hand_orientation)
-        targets.frames[f"{side}_wrist"] = FrameTargets(pts[f"{side}_wrist"] + shift, None, w.wrist * (1 - touch),
-                                                       0 * ones)
-        targets.palm_reference[side] = palm_human
-    return targets
+def _hand_targets(targets: Targets, motion: HumanMotion, side: str, pts: dict[str, np.ndarray], w: "TaskWeights",
+                  surfaces: dict[int, ObjectSurface], hand: HandGeometry | None) -> None:
+    """Palm and wrist targets: the scaled arm, moved onto the object's surface while in contact."""
+    ones = np.ones(motion.frames)
+    touch = _blend(motion.contact[f"{side}_hand"], motion.fps)
+    palm_human = pts[f"_{side}_palm_human"]
+    contact_pos, contact_quat = _contact_hand(motion, side, palm_human, pts[f"_{side}_hand_dir"], touch, surfaces, hand)
+    shift = touch[:, None] * (contact_pos - pts[f"{side}_hand"])   # reach the real object
+    targets.frames[f"{side}_hand"] = FrameTargets(pts[f"{side}_hand"] + shift, contact_quat,
+                                                  w.hand + touch * (w.contact_hand - w.hand),
+                                                  touch * w.contact_hand_orientation)
+    targets.frames[f"{side}_wrist"] = FrameTargets(pts[f"{side}_wrist"] + shift, None, w.wrist * (1 - touch), 0 * ones)
+    targets.palm_reference[side] = palm_human
 
 
 @dataclass
