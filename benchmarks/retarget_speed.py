@@ -62,12 +62,13 @@ def main() -> None:
     scene = robot_in_scene(seq / "scene" / "scene.xml")
     hands = {s: HandGeometry.from_model(robot_model(), s) for s in ("left", "right")}
     targets = build_targets(motion, options.weights, seat_heights(scene, motion), object_surfaces(scene, motion), hands)
-    ik_model = static_scene_with_robot(seq / "scene" / "scene.xml", drop=tuple(motion.object_names))
+    ik_model = static_scene_with_robot(seq / "scene" / "scene.xml", movable=tuple(motion.object_names))
+    objects = {name: (motion.object_pos[:, k], motion.object_quat[:, k]) for k, name in enumerate(motion.object_names)}
     best = float("inf")
     for _ in range(args.repeat):
         retargeter = Retargeter(ik_model, options.weights, solver, prefix=PREFIX)
         t0 = time.perf_counter()
-        retargeter.solve(targets, motion.fps)
+        retargeter.solve(targets, motion.fps, objects=objects)
         best = min(best, time.perf_counter() - t0)
     t0 = time.perf_counter()
     _, metrics, _, _ = retarget_motion(seq, options)

@@ -43,6 +43,7 @@ COLLISION_GAIN = 0.85          # share of the remaining gap a step may close
 SELF_MARGIN_M = 0.015          # kept between the robot's links (the constraint is linearised: a
 SCENE_MARGIN_M = 0.005         # turning capsule can close a few mm more within one step)
 SWING_MARGIN_M = 0.0
+OBJECT_MARGIN_M = 0.0          # a hand in contact is placed CONTACT_GAP (2 mm) off the object
 COLLISION_DETECT_M = 0.08      # pairs further apart than this are not constrained (a hand moves
 SELF_DETECT_M = 0.05           # under 3 cm in one IK step)
 
@@ -81,14 +82,15 @@ def self_collision_pairs(model: mujoco.MjModel, prefix: str = "") -> list[tuple[
     return pairs
 
 
-def scene_collision_pairs(model: mujoco.MjModel, prefix: str, parts: tuple[str, ...] = SCENE_AVOIDING
-                          ) -> list[tuple[list[int], list[int]]]:
-    """Robot collision geoms whose names start with `parts` against every collision geom that is
-    not the robot's."""
+def scene_collision_pairs(model: mujoco.MjModel, prefix: str, parts: tuple[str, ...] = SCENE_AVOIDING,
+                          objects: bool = False) -> list[tuple[list[int], list[int]]]:
+    """Robot collision geoms whose names start with `parts` against the collision geoms of the
+    frozen scene (or, with `objects`, of the mocap-driven objects)."""
     robot = [g for g in range(model.ngeom) if model.geom(g).name.endswith("_collision")
              and model.geom(g).name.removeprefix(prefix).startswith(parts) and model.geom(g).name.startswith(prefix)]
     scene = [g for g in range(model.ngeom) if not model.body(model.geom_bodyid[g]).name.startswith(prefix)
-             and (model.geom_contype[g] or model.geom_conaffinity[g])] if prefix else []
+             and (model.geom_contype[g] or model.geom_conaffinity[g])
+             and (model.body_mocapid[model.geom_bodyid[g]] >= 0) == objects] if prefix else []
     return [(robot, scene)] if robot and scene else []
 
 
@@ -119,8 +121,10 @@ class Retargeter:
         q[self.qpos_index] = joints
         return q
 
-    def solve(self, targets: Targets, fps: float, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """(T, nq) configurations, one per frame."""
+    def solve(self, targets: Targets, fps: float, progress: Callable[[int, int], None] | None = None,
+              objects: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+        """(T, nq) configurations, one per frame; `objects` poses the model's mocap bodies
+        (name -> positions (T,3), wxyz quaternions (T,4)) so the body keeps out of them."""
         T = len(targets.frames["pelvis"].position)
         q = self.initial_qpos(targets)
         self.configuration.update(q)
@@ -131,8 +135,14 @@ class Retargeter:
         first_limits = self.limits[:1] + self._collision_limits(dt / opts.first_frame_iterations)
         limits = self.limits + self._collision_limits(dt / opts.iterations)
         swing_limits = {side: self._swing_foot_limit(side, dt / opts.iterations) for side in ("left", "right")}
+        mocap = {name: self.model.body_mocapid[self.model.body(name).id] for name in (objects or {})
+                 if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name) >= 0}
         for t in range(T):
             self._set_targets(targets, t)
+            for name, m in mocap.items():
+                self.configuration.data.mocap_pos[m], self.configuration.data.mocap_quat[m] = objects[name][0][t], objects[name][1][t]
+            if mocap:
+                self.configuration.update()
             swinging = [lim for side, lim in swing_limits.items() if lim is not None and not targets.stance[side][t]]
             steps, active = (opts.first_frame_iterations, first_limits) if t == 0 else (opts.iterations, limits + swinging)
             planted = {f"{side}_foot" for side in ("left", "right") if t and targets.stance[side][t]}
@@ -185,11 +195,12 @@ class Retargeter:
             limits.append(mink.CollisionAvoidanceLimit(
                 self.model, self_collision_pairs(self.model, self.prefix), gain=min(1.0, COLLISION_GAIN * step_dt),
                 minimum_distance_from_collisions=SELF_MARGIN_M, collision_detection_distance=SELF_DETECT_M))
-        pairs = scene_collision_pairs(self.model, self.prefix) if self.options.scene_collision else []
-        if pairs:  # many pairs against furniture meshes: measured once per frame
-            limits.append(PerFrameLimit(mink.CollisionAvoidanceLimit(
-                self.model, pairs, gain=min(1.0, COLLISION_GAIN * step_dt), minimum_distance_from_collisions=SCENE_MARGIN_M,
-                collision_detection_distance=COLLISION_DETECT_M), COLLISION_GAIN))
+        for objects, margin in ((False, SCENE_MARGIN_M), (True, OBJECT_MARGIN_M)):
+            pairs = scene_collision_pairs(self.model, self.prefix, objects=objects) if self.options.scene_collision else []
+            if pairs:  # many pairs against furniture and object meshes: measured once per frame
+                limits.append(PerFrameLimit(mink.CollisionAvoidanceLimit(
+                    self.model, pairs, gain=min(1.0, COLLISION_GAIN * step_dt), minimum_distance_from_collisions=margin,
+                    collision_detection_distance=COLLISION_DETECT_M), COLLISION_GAIN))
         return limits
 
     def _swing_foot_limit(self, side: str, step_dt: float):
@@ -204,12 +215,22 @@ class Retargeter:
             self.model, pairs, gain=min(1.0, COLLISION_GAIN * step_dt), minimum_distance_from_collisions=SWING_MARGIN_M,
             collision_detection_distance=COLLISION_DETECT_M), COLLISION_GAIN)
 
-    def _set_targets(self, targets: Targets, t: int) -> None:
-        self.points.set_targets(np.array([targets.frames[n].position[t] for n in POINT_TARGETS]),
-                                np.array([targets.frames[n].position_cost[t] for n in POINT_TARGETS]))
-        for name, task in self.tasks.items():
+    def _pack(self, targets: Targets) -> None:
+        """Per-task arrays of target poses (wxyz + xyz) and costs, read frame by frame in solve."""
+        self._poses, self._costs = {}, {}
+        for name in self.tasks:
             ft = targets.frames[name]
-            quat = ft.quat[t] if ft.quat is not None else np.array([1.0, 0, 0, 0])
-            task.set_target(mink.SE3.from_rotation_and_translation(mink.SO3(quat), ft.position[t]))
-            task.set_position_cost(ft.position_cost[t])
-            task.set_orientation_cost(ft.orientation_cost[t] if ft.quat is not None else 0.0)
+            quat = ft.quat if ft.quat is not None else np.tile([1.0, 0, 0, 0], (len(ft.position), 1))
+            self._poses[name] = np.concatenate([quat / np.linalg.norm(quat, axis=1, keepdims=True), ft.position], axis=1)
+            orientation = ft.orientation_cost if ft.quat is not None else np.zeros(len(ft.position))
+            self._costs[name] = np.repeat(np.stack([ft.position_cost, orientation], axis=1), 3, axis=1)
+        self._points = (np.stack([targets.frames[n].position for n in POINT_TARGETS], axis=1),
+                        np.stack([targets.frames[n].position_cost for n in POINT_TARGETS], axis=1))
+
+    def _set_targets(self, targets: Targets, t: int) -> None:
+        if t == 0:
+            self._pack(targets)
+        self.points.set_targets(self._points[0][t], self._points[1][t])
+        for name, task in self.tasks.items():
+            task.transform_target_to_world = mink.SE3(wxyz_xyz=self._poses[name][t])
+            task.cost[:] = self._costs[name][t]

@@ -61,10 +61,11 @@ def retarget_motion(seq_dir: Path, options: RetargetOptions,
     model = robot_model(robot.name)
     hands = {side: HandGeometry.from_model(model, side) for side in ("left", "right")}
     targets = build_targets(motion, options.weights, seats, surfaces, hands)
-    ik_model = static_scene_with_robot(seq_dir / "scene" / "scene.xml", robot, drop=tuple(motion.object_names))
+    ik_model = static_scene_with_robot(seq_dir / "scene" / "scene.xml", robot, movable=tuple(motion.object_names))
     retargeter = Retargeter(ik_model, options.weights, options.solver, robot, PREFIX)
+    objects = {name: (motion.object_pos[:, k], motion.object_quat[:, k]) for k, name in enumerate(motion.object_names)}
     t0 = time.perf_counter()
-    Q = retargeter.solve(targets, motion.fps, progress)
+    Q = retargeter.solve(targets, motion.fps, progress, objects)
     solve_s = time.perf_counter() - t0
     robot_motion = _robot_motion(model, robot, Q, motion, seq_dir)
     metrics = retarget_metrics(Q, robot_motion.joint_pos, motion.fps, robot, model, ROBOT_FRAMES, targets, motion,

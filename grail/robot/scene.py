@@ -52,16 +52,16 @@ def _attach_robot(spec: mujoco.MjSpec, robot: RobotSpec) -> None:
     spec.worldbody.add_frame().attach_body(robot_spec_.body(robot.root_body), PREFIX, "")
 
 
-def static_scene_with_robot(scene_xml: Path, robot: RobotSpec = G1, drop: tuple[str, ...] = ()) -> mujoco.MjModel:
-    """The scene frozen where it stands (no free joints), without the bodies in `drop`, plus the
-    robot: its qpos is exactly the robot model's, so the IK can avoid the furniture and terrain."""
+def static_scene_with_robot(scene_xml: Path, robot: RobotSpec = G1, movable: tuple[str, ...] = ()) -> mujoco.MjModel:
+    """The scene frozen where it stands (no free joints) plus the robot: its qpos is exactly the
+    robot model's, so the IK can keep clear of the furniture and terrain. Bodies named in
+    `movable` (the objects) become mocap bodies, posed frame by frame through ``data.mocap_*``."""
     spec = _load_scene_spec(Path(scene_xml))
     for body in list(spec.worldbody.bodies):
-        if body.name in drop:
-            spec.delete(body)
-            continue
         for joint in list(body.joints):
             spec.delete(joint)
+        if body.name in movable:
+            body.mocap = True
     _attach_robot(spec, robot)
     model = spec.compile()
     if model.nq != robot_mjspec(robot).compile().nq:
