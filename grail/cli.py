@@ -107,15 +107,17 @@ def run(
 ) -> None:
     """All data stages available so far (compose, generate, retarget) for one or more seeds on this machine."""
     results = _compose_many(template, seed, num, out, width, height, force)
-    done = _generate_many([seq.path for seq, _ in results], "procedural", None, None, force)
-    _retarget_many(done, "g1_29dof_rev_1_0", True, force)
+    generated, failed = _generate_many([seq.path for seq, _ in results], "procedural", None, None, force)
+    _, failed_too = _retarget_many(generated, "g1_29dof_rev_1_0", True, force)  # whatever has a video
     for seq, _ in results:
         _print_status(seq.path)
+    _raise_failures(failed + failed_too, len(results))
 
 
-def _each_sequence(dirs: list[Path], verb: str, stage: str, run, note=lambda seq: "") -> list[Path]:
+def _each_sequence(dirs: list[Path], verb: str, stage: str, run, note=lambda seq: "") -> tuple[list[Path], list[str]]:
     """Run `run(dir, progress_callback) -> (Sequence, StageResult)` on each sequence with a progress
-    bar; a failing sequence is reported on one line and the others go on (a single one raises)."""
+    bar; a failing sequence is reported on one line and the others go on (a single one raises).
+    Returns the directories done and the names that failed."""
     done, failures = [], []
     with _progress() as progress:
         for d in dirs:
@@ -136,12 +138,16 @@ def _each_sequence(dirs: list[Path], verb: str, stage: str, run, note=lambda seq
                 progress.console.print(f"{seq.path}: {stage} {status}{note(seq)}", soft_wrap=True, highlight=False)
                 done.append(d)
             progress.remove_task(task)
+    return done, failures
+
+
+def _raise_failures(failures: list[str], total: int) -> None:
     if failures:
-        raise GrailError(f"{len(failures)} of {len(dirs)} sequences failed: {', '.join(failures)}")
-    return done
+        raise GrailError(f"{len(failures)} of {total} sequences failed: {', '.join(failures)}")
 
 
-def _generate_many(dirs: list[Path], backend: str, width: Optional[int], height: Optional[int], force: bool) -> list[Path]:
+def _generate_many(dirs: list[Path], backend: str, width: Optional[int], height: Optional[int], force: bool
+                   ) -> tuple[list[Path], list[str]]:
     """Generate the video of each sequence; a failing sequence is reported and the others go on."""
     from grail.video.generate import GenerateOptions, generate_sequence
 
@@ -149,7 +155,7 @@ def _generate_many(dirs: list[Path], backend: str, width: Optional[int], height:
     return _each_sequence(dirs, "generate", "video", lambda d, tick: generate_sequence(d, options, force, tick))
 
 
-def _retarget_many(dirs: list[Path], robot: str, replay: bool, force: bool) -> list[Path]:
+def _retarget_many(dirs: list[Path], robot: str, replay: bool, force: bool) -> tuple[list[Path], list[str]]:
     """Retarget each sequence to the robot; a failing sequence is reported and the others go on."""
     from grail.retarget.stage import RetargetOptions, retarget_sequence
 
@@ -171,7 +177,8 @@ def generate(
     force: bool = typer.Option(False, "--force", help="Redo the stage even when it is done."),
 ) -> None:
     """Make the interaction video of composed scenes (video.mp4, video.json, gt.npz)."""
-    _generate_many(_sequence_dirs(sequences), backend, width, height, force)
+    dirs = _sequence_dirs(sequences)
+    _raise_failures(_generate_many(dirs, backend, width, height, force)[1], len(dirs))
 
 
 @app.command()
@@ -182,7 +189,8 @@ def retarget(
     force: bool = typer.Option(False, "--force", help="Redo the stage even when it is done."),
 ) -> None:
     """Retarget the character's motion to the Unitree G1 (motion.npz, meta.json, metrics.json)."""
-    _retarget_many(_sequence_dirs(sequences), robot, replay, force)
+    dirs = _sequence_dirs(sequences)
+    _raise_failures(_retarget_many(dirs, robot, replay, force)[1], len(dirs))
 
 
 def _sequence_dirs(paths: list[Path]) -> list[Path]:

@@ -337,7 +337,7 @@ def test_build_accepts_and_rejects_with_reasons(corpus: Path, tmp_path: Path) ->
     assert set(rejected) == {"far_hand", "sliding", "no_metrics", "bad_metrics", "truncated_npz", "garbage_npz",
                              "nan_pose", "not_retargeted"}
     assert rejected["far_hand"] == ["hand_object_error_mean_mm 35 > 20"]
-    assert rejected["sliding"] == ["foot_slide_max_cm_s 2.5 > 1", "self_collisions 2 > 0"]
+    assert rejected["sliding"] == ["foot_slide_max_cm_s 2.5 > 1"]  # self-collisions are reported, not filtered
     assert "metrics.json" in rejected["no_metrics"][0] and "missing" in rejected["no_metrics"][0]
     assert any("metrics.json" in r for r in rejected["bad_metrics"])
     for name in ("truncated_npz", "garbage_npz"):
@@ -365,9 +365,11 @@ def test_build_accepts_and_rejects_with_reasons(corpus: Path, tmp_path: Path) ->
 
 def test_thresholds_config(corpus: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "limits.yaml"
-    cfg.write_text("hand_object_error_mean_mm: 40\nself_collisions: null\n")
+    cfg.write_text("hand_object_error_mean_mm: 40\nself_collisions: 3\nfoot_slide_max_cm_s: null\n")
     limits = Thresholds.from_file(cfg)
-    assert limits.hand_object_error_mean_mm == 40 and limits.self_collisions is None
+    assert limits.hand_object_error_mean_mm == 40 and limits.self_collisions == 3
+    assert limits.foot_slide_max_cm_s is None
+    limits = Thresholds.from_file(cfg).updated({"foot_slide_max_cm_s": 1.0})
     assert limits.foot_slide_max_cm_s == 1.0  # default kept
     limits = limits.with_overrides(["foot_slide_max_cm_s=3", "ik_residual_mean_mm=6"])
     loose = make_sequence(tmp_path / "more", "loose_ik", make_motion(T=8), dict(GOOD, ik_residual_mean_mm=9.5))

@@ -291,7 +291,7 @@ def test_cli_writes_the_contract_and_skips_when_done(with_motion, tmp_path, caps
         T = z["joint_pos"].shape[0]
         assert z["joint_pos"].shape == (T, 29) and z["body_pos_w"].shape == (T, 30, 3)
         assert z["object_pos_w"].shape == (T, 3) and z["contact"].shape == (T, len(meta["contact_names"]))
-        assert z["contact"].dtype == bool and float(z["fps"]) == meta["fps"]
+        assert z["contact"].dtype == bool and z["fps"].shape == (1,) and z["fps"][0] == meta["fps"]
     code, err = run_cli(["retarget", str(seq), "--no-replay"], capsys)
     assert code is None and "skipped" in err
 
@@ -356,3 +356,155 @@ def test_damaged_motion_file_is_one_clean_error(tmp_path):
     (tmp_path / "motion.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(GrailError, match="motion.npz: cannot read"):
         RobotMotion.load(tmp_path)
+
+
+def test_library_defaults_are_the_stage_quality_targets():
+    from dataclasses import asdict
+
+    from grail.library.build import Thresholds
+
+    active = {k: v for k, v in asdict(Thresholds()).items() if v is not None}
+    assert active == asdict(Bounds())
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def test_robot_offsets_in_targets_match_the_model():
+    from grail.retarget.targets import FOOT_SITE_FORWARD, PALM_FROM_WRIST, PELVIS_ABOVE_HIPS, PELVIS_BOTTOM
+
+    model = robot_model()
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    assert model.site("left_palm").pos[0] == pytest.approx(PALM_FROM_WRIST)
+    foot = data.site_xpos[model.site("left_foot").id] - data.xpos[model.body("left_ankle_pitch_link").id]
+    assert foot[0] == pytest.approx(FOOT_SITE_FORWARD, abs=1e-4)
+    pelvis_geom = model.geom("pelvis_collision")
+    assert -pelvis_geom.pos[2] + pelvis_geom.size[0] == pytest.approx(PELVIS_BOTTOM)
+    hips = data.xpos[model.body("left_hip_roll_link").id][2]
+    assert data.xpos[model.body("pelvis").id][2] - hips == pytest.approx(PELVIS_ABOVE_HIPS, abs=1e-4)
+
+
+def test_stance_intervals_blend_and_lock():
+    from grail.retarget.targets import _blend, _lock_stance, intervals
+
+    flags = np.array([0, 1, 1, 0, 0, 0, 1, 1, 1, 0], bool)
+    assert intervals(flags) == [(1, 3), (6, 9)]
+    assert intervals(np.ones(4, bool)) == [(0, 4)] and intervals(np.zeros(3, bool)) == []
+    ramp = _blend(flags, fps=8.0)  # 0.25 s at 8 fps: two frames either side
+    assert np.all(ramp[flags] == 1.0) and ramp[0] == pytest.approx(2 / 3) and 0 < ramp[4] < ramp[3] < 1
+    pos = np.arange(30, dtype=float).reshape(10, 3)
+    quat = np.tile([1.0, 0, 0, 0], (10, 1))
+    quat[7] = [-1.0, 0, 0, 0]  # the same rotation, other hemisphere: must not cancel in the mean
+    locked, locked_q = _lock_stance(pos, quat, flags)
+    assert np.allclose(locked[6:9], pos[6:9].mean(axis=0)) and np.allclose(locked[3:6], pos[3:6])
+    assert np.allclose(np.abs(locked_q[6:9, 0]), 1.0)
+
+
+def test_object_surface_nearest_point_normal_and_inside():
+    from grail.retarget.surfaces import ObjectSurface
+
+    spec = mujoco.MjSpec()
+    spec.worldbody.add_body(name="box").add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.1, 0.05, 0.05])
+    surface = ObjectSurface(spec.compile(), "box")
+    points = np.array([[0.0, 0.01, 0.08], [0.0, 0.0, 0.03], [0.13, 0.0, 0.0]])
+    closest, normal = surface.nearest(points)
+    assert np.allclose(closest, [[0, 0.01, 0.05], [0, 0, 0.05], [0.1, 0, 0]], atol=1e-9)
+    assert np.allclose(normal, [[0, 0, 1], [0, 0, 1], [1, 0, 0]], atol=1e-9)  # outward, also from inside
+    assert surface.contains(points).tolist() == [False, True, False]
+
+
+def test_per_frame_limit_matches_a_fresh_measurement_to_first_order():
+    import mink
+    from grail.retarget.frame_limit import PerFrameLimit
+    from grail.retarget.solver import self_collision_pairs
+
+    model = robot_model()
+    configuration = mink.Configuration(model)
+    q = model.qpos0.copy()
+    q[joint_qpos_indices(model)] = G1.default_pose("knees_bent")[1]
+    q[joint_qpos_indices(model)[G1.joint_names.index("left_shoulder_roll_joint")]] = -0.05  # arm near the hip
+    configuration.update(q)
+
+    def limit():
+        return mink.CollisionAvoidanceLimit(model, self_collision_pairs(model), gain=0.5,
+                                            minimum_distance_from_collisions=0.0, collision_detection_distance=0.2)
+
+    cached = PerFrameLimit(limit(), shrink=0.5)
+    first = cached.compute_qp_inequalities(configuration, 1.0)
+    rows = np.isfinite(first.h)
+    assert rows.sum() >= 2
+    dq = np.zeros(model.nv)
+    dq[6 + G1.joint_names.index("left_shoulder_roll_joint")] = -0.01  # the arm swings in by 0.01 rad
+    cached.advanced(dq)
+    predicted = cached.compute_qp_inequalities(configuration, 1.0).h[rows]
+    configuration.integrate_inplace(dq, 1.0)
+    measured = limit().compute_qp_inequalities(configuration, 1.0).h[rows]
+    assert np.any(np.abs(predicted - first.h[rows]) > 1e-4)  # the step did use some of the gap
+    assert np.allclose(predicted, measured, atol=5e-4)
+
+
+def test_hand_orientation_is_free_without_a_known_object(with_motion, tmp_path):
+    from grail.retarget.targets import TaskWeights, build_targets
+
+    seq = copy_sequence(with_motion("pickup_table"), tmp_path)
+    gt_path = seq / "video" / "gt.npz"
+    z = dict(np.load(gt_path))
+    z["contact_object"] = -np.ones_like(z["contact_object"])  # contact, but with nothing known
+    np.savez(gt_path, **z)
+    motion = load_human_motion(seq)
+    assert motion.contact["left_hand"].any()
+    targets = build_targets(motion, TaskWeights(), surfaces={}, hands={})
+    assert np.all(targets.frames["left_hand"].orientation_cost == 0)
+
+
+def test_reconstruction_is_preferred_over_ground_truth(with_motion, tmp_path):
+    seq = copy_sequence(with_motion("stairs_up"), tmp_path)
+    (seq / "recon").mkdir()
+    z = dict(np.load(seq / "video" / "gt.npz"))
+    z["joint_pos"] = z["joint_pos"] + np.array([0.0, 0.02, 0.0])  # the reconstruction, 2 cm to the left
+    np.savez(seq / "recon" / "hoi.npz", **z)
+    human = load_human_motion(seq)
+    assert human.source == "recon/hoi.npz"
+    assert np.allclose(human.joints["pelvis"], z["joint_pos"][:, list(z["joint_names"]).index("pelvis")])
+
+
+@pytest.mark.parametrize("damage, needles", [
+    ("object_index", ("gt.npz", "contact_object", "out of range")),
+    ("truncated", ("gt.npz", "cannot read")),
+    ("contact_object_shape", ("gt.npz", "contact_object", "shape")),
+])
+def test_more_bad_motion_files(with_motion, tmp_path, capsys, damage, needles):
+    seq = copy_sequence(with_motion("pickup_table"), tmp_path)
+    gt_path = seq / "video" / "gt.npz"
+    if damage == "truncated":
+        data = gt_path.read_bytes()
+        gt_path.write_bytes(data[: len(data) // 3])
+    else:
+        z = dict(np.load(gt_path))
+        if damage == "object_index":
+            z["contact_object"][40:50, 2] = 3
+        else:
+            z["contact_object"] = z["contact_object"][:, :2]
+        np.savez(gt_path, **z)
+    code, err = run_cli(["retarget", str(seq)], capsys)
+    _assert_failed_cleanly(code, err, seq, *needles)
+
+
+def test_replay_puts_the_video_beside_the_robot(with_motion, retargeted, tmp_path):
+    from grail.render.video_io import VideoWriter, read_frames, read_video_info
+    from grail.retarget.replay import write_replay
+
+    motion, _, Q, scene = retargeted("pickup_table")
+    video = tmp_path / "source.mp4"
+    with VideoWriter(video, motion.fps, 96, 54) as writer:
+        for _ in range(12):
+            writer.write(np.full((54, 96, 3), (200, 30, 30), np.uint8))  # a red "video"
+    out = tmp_path / "replay.mp4"
+    objects = {motion.object_name: (motion.object_pos_w[:12], motion.object_quat_w[:12])}
+    info = write_replay(scene, Q[:12], objects, motion.fps, out, video, 160, 90)
+    assert info["frames"] == 12 and read_video_info(out)["width"] == 320
+    frame = next(iter(read_frames(out)))
+    left, right = frame[:, :160].astype(int), frame[:, 160:].astype(int)
+    assert left[..., 0].mean() > 150 and left[..., 1].mean() < 80  # the source video, resized
+    assert right.std() > 10  # the rendered scene, not a flat colour

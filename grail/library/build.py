@@ -55,7 +55,9 @@ ProgressFn = Callable[[int, int, str, list[str]], None]
 class Thresholds:
     """Maxima for the flat metrics of ``robot/metrics.json`` ``summary``; None turns a check off.
 
-    A metric recorded as null (not applicable, e.g. no object) or absent passes.
+    The defaults are the retarget stage's quality targets (``grail.retarget.metrics.Bounds``; a
+    test keeps them equal), so a motion the stage reports without violations is accepted. A
+    metric recorded as null (not applicable, e.g. no object) or absent passes.
     """
 
     hand_object_error_mean_mm: float | None = 20.0
@@ -64,7 +66,7 @@ class Thresholds:
     penetration_max_mm: float | None = 10.0
     joint_limit_violations: float | None = 0
     velocity_limit_violations: float | None = 0
-    self_collisions: float | None = 0
+    self_collisions: float | None = None
     ik_residual_mean_mm: float | None = None
 
     @classmethod

@@ -5,6 +5,8 @@ Bad input raises GrailError; ``grail.cli.main`` prints it on one line and exits 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -101,5 +103,8 @@ def import_csv(
     if out.exists() and not out.is_dir():
         raise GrailError("exists and is not a directory", file=out)
     out.mkdir(parents=True, exist_ok=True)
-    motion.save(out)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".import-") as tmp:  # both files, or neither
+        motion.save(Path(tmp))
+        for name in ("motion.npz", "meta.json"):
+            os.replace(Path(tmp) / name, out / name)
     typer.echo(f"{out}: {motion.frames} frames at {motion.fps:g} fps, {len(motion.body_names)} bodies")

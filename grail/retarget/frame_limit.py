@@ -4,8 +4,8 @@ mink's CollisionAvoidanceLimit measures every nearby geom pair (MuJoCo's geom di
 contact Jacobians) each time it is asked, which is most of the IK's time when the scene has
 furniture. Within one frame the few IK steps move the robot little, so the rows are measured at
 the frame's first step and reused: each later step's bound is the first bound minus what the
-steps so far already used of it, G (q - q_frame_start), which is what re-measuring would give to
-first order.
+steps so far already used of it: the distance closed so far, G (q - q_frame_start), times the
+limit's per-step gain, which is what re-measuring would give to first order.
 """
 
 from __future__ import annotations

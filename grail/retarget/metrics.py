@@ -196,10 +196,11 @@ def _hand_object_error(poses: dict, targets: Targets, motion: HumanMotion, surfa
             p = motion.object_pos[f, k]
             robot_local = np.einsum("tji,tj->ti", R, poses[f"{side}_hand"][0][f] - p)
             human_local = np.einsum("tji,tj->ti", R, targets.palm_reference[side][f] - p)
-            robot_point, _ = surfaces[k].nearest(robot_local)
+            robot_point, normal = surfaces[k].nearest(robot_local)  # normal points out, also from inside
             human_point, _ = surfaces[k].nearest(human_local)
             errors.append(1000 * np.linalg.norm(robot_point - human_point, axis=1))
-            gaps.append(1000 * (np.linalg.norm(robot_local - robot_point, axis=1) - hands[side].depth))
+            height = np.sum((robot_local - robot_point) * normal, axis=1)  # palm site above the surface
+            gaps.append(1000 * (height - hands[side].depth))
     if not errors:
         return {"mean_mm": None, "max_mm": None, "frames": 0, "gap_mean_mm": None, "gap_max_mm": None}
     e, g = np.concatenate(errors), np.concatenate(gaps)

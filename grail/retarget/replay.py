@@ -28,7 +28,7 @@ def write_replay(scene: RobotScene, Q: np.ndarray, objects: dict[str, tuple[np.n
     width, height = width - width % 2, height - height % 2
     data = mujoco.MjData(scene.model)
     scene.model.vis.quality.shadowsize, scene.model.vis.quality.offsamples = REPLAY_SHADOW, 0  # 4-5x faster
-    source = _source_frames(video, len(Q), width, height)
+    source = _source_frames(video, width, height)
     with OffscreenRenderer(scene.model, width, height) as renderer, VideoWriter(out, fps, 2 * width, height) as writer:
         for t, q in enumerate(Q):
             scene.set_state(data, q, {n: (p[t], r[t]) for n, (p, r) in objects.items()})
@@ -40,7 +40,7 @@ def write_replay(scene: RobotScene, Q: np.ndarray, objects: dict[str, tuple[np.n
             "bytes": out.stat().st_size}
 
 
-def _source_frames(video: Path | None, frames: int, width: int, height: int) -> Iterator[np.ndarray]:
+def _source_frames(video: Path | None, width: int, height: int) -> Iterator[np.ndarray]:
     """The video's frames resized to (height, width); grey when there is no video or it ends early."""
     blank = np.full((height, width, 3), 96, np.uint8)
     if video is not None and video.is_file():

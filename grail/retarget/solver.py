@@ -23,15 +23,17 @@ from grail.retarget.targets import Targets, TaskWeights
 from grail.robot.g1 import G1, RobotSpec
 from grail.robot.model import HEAD_CAMERA, joint_qpos_indices
 
-#: Robot frame of each target: (name in the robot model, kind).
-ROBOT_FRAMES: dict[str, tuple[str, str]] = {
-    "pelvis": ("pelvis", "body"), "torso": ("torso_link", "body"), "head": (HEAD_CAMERA, "site"),
-    **{f"{s}_foot": (f"{s}_foot", "site") for s in ("left", "right")},
-    **{f"{s}_knee": (f"{s}_knee_link", "body") for s in ("left", "right")},
-    **{f"{s}_elbow": (f"{s}_elbow_link", "body") for s in ("left", "right")},
-    **{f"{s}_wrist": (f"{s}_wrist_yaw_link", "body") for s in ("left", "right")},
-    **{f"{s}_hand": (f"{s}_palm", "site") for s in ("left", "right")},
-}
+def robot_frames(robot: RobotSpec = G1) -> dict[str, tuple[str, str]]:
+    """The robot frame each target drives: target name -> (name in the robot model, body|site)."""
+    frames = {"pelvis": (robot.root_body, "body"), "torso": (robot.torso_body, "body"), "head": (HEAD_CAMERA, "site")}
+    for side in ("left", "right"):
+        frames |= {f"{side}_foot": (robot.foot_sites[side], "site"), f"{side}_knee": (robot.knee_bodies[side], "body"),
+                   f"{side}_elbow": (robot.elbow_bodies[side], "body"), f"{side}_wrist": (robot.hand_bodies[side], "body"),
+                   f"{side}_hand": (robot.palm_sites[side], "site")}
+    return frames
+
+
+ROBOT_FRAMES = robot_frames(G1)
 #: Position-only targets, solved as one stacked task (a FrameTask each would cost twice the time).
 POINT_TARGETS = tuple(f"{s}_{part}" for part in ("knee", "elbow", "wrist") for s in ("left", "right"))
 #: Robot geoms kept off the scene (feet only while they swing: the stance targets put them on
@@ -58,7 +60,7 @@ class SolverOptions:
     polish_steps: int = 6           # extra steps while a planted foot is off its pose by more than
     planted_tolerance: float = 3e-4  # this (m)
     converged: float = 2e-4         # a step moving no coordinate more than this (rad or m) ends the frame
-    self_collision: bool = True     # keep hands and forearms off the hips, thighs and torso
+    self_collision: bool = True     # arms off the trunk and legs, trunk off the thighs, leg off leg
     scene_collision: bool = True    # keep the body (not the feet) off the ground, terrain and furniture
 
 
@@ -102,9 +104,10 @@ class Retargeter:
         self.model, self.weights, self.options, self.robot = model, weights, options or SolverOptions(), robot
         self.prefix = prefix
         self.configuration = mink.Configuration(model)
+        frames = robot_frames(robot)
         self.tasks = {name: mink.FrameTask(prefix + frame, kind, position_cost=1.0, orientation_cost=1.0, lm_damping=1.0)
-                      for name, (frame, kind) in ROBOT_FRAMES.items() if name not in POINT_TARGETS}
-        self.points = PointsTask(model, [(prefix + ROBOT_FRAMES[n][0], ROBOT_FRAMES[n][1]) for n in POINT_TARGETS])
+                      for name, (frame, kind) in frames.items() if name not in POINT_TARGETS}
+        self.points = PointsTask(model, [(prefix + frames[n][0], frames[n][1]) for n in POINT_TARGETS])
         self.posture = mink.PostureTask(model, cost=weights.posture)
         margin = self.options.velocity_margin
         self.limits = [mink.ConfigurationLimit(model),
@@ -135,10 +138,12 @@ class Retargeter:
         first_limits = self.limits[:1] + self._collision_limits(dt / opts.first_frame_iterations)
         limits = self.limits + self._collision_limits(dt / opts.iterations)
         swing_limits = {side: self._swing_foot_limit(side, dt / opts.iterations) for side in ("left", "right")}
-        mocap = {name: self.model.body_mocapid[self.model.body(name).id] for name in (objects or {})
-                 if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name) >= 0}
+        mocap = {name: self.model.body_mocapid[body] for name in (objects or {})
+                 if (body := mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name)) >= 0
+                 and self.model.body_mocapid[body] >= 0}
+        self._pack(targets)
         for t in range(T):
-            self._set_targets(targets, t)
+            self._set_targets(t)
             for name, m in mocap.items():
                 self.configuration.data.mocap_pos[m], self.configuration.data.mocap_quat[m] = objects[name][0][t], objects[name][1][t]
             if mocap:
@@ -227,9 +232,7 @@ class Retargeter:
         self._points = (np.stack([targets.frames[n].position for n in POINT_TARGETS], axis=1),
                         np.stack([targets.frames[n].position_cost for n in POINT_TARGETS], axis=1))
 
-    def _set_targets(self, targets: Targets, t: int) -> None:
-        if t == 0:
-            self._pack(targets)
+    def _set_targets(self, t: int) -> None:
         self.points.set_targets(self._points[0][t], self._points[1][t])
         for name, task in self.tasks.items():
             task.transform_target_to_world = mink.SE3(wxyz_xyz=self._poses[name][t])

@@ -9,6 +9,7 @@ world orientations (``bone_names``, ``bone_quat_w``), the object poses and per-f
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def load_human_motion(seq_dir: Path, path: Path | None = None) -> HumanMotion:
     path = Path(path) if path else source_file(seq_dir)
     try:
         z = dict(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # missing, truncated or damaged
         raise GrailError(f"cannot read ({err})", file=path) from None
     fps = _fps(z, path)
     _check_fps_against_video(seq_dir, fps, path)
@@ -90,25 +91,40 @@ def load_human_motion(seq_dir: Path, path: Path | None = None) -> HumanMotion:
         quats[role] = bone_quat[:, bones.index(bone)]
         rest[role] = rig["rest"][bone]
 
-    contact_names = [str(s) for s in _key(z, "contact_names", path)]
-    contact = np.asarray(_key(z, "contact", path)).astype(bool)
-    contact_object = np.asarray(z.get("contact_object", -np.ones(contact.shape, int)))
-    if contact.shape != (T, len(contact_names)) or contact_object.shape != contact.shape:
-        raise GrailError(f"shape {contact.shape}, expected ({T}, {len(contact_names)})", file=path, field="contact")
-    flags = {c: (contact[:, contact_names.index(c)] if c in contact_names else np.zeros(T, bool)) for c in CONTACTS}
-    touches = {c: (contact_object[:, contact_names.index(c)] if c in contact_names else -np.ones(T, int))
-               for c in ("left_hand", "right_hand")}
-
-    object_names = [str(s) for s in z.get("object_names", np.array([], dtype=str))]
-    O = len(object_names)
-    object_pos = _finite(np.asarray(z.get("object_pos", np.zeros((T, 0, 3)))), path, "object_pos")
-    object_quat = _finite(np.asarray(z.get("object_quat", np.zeros((T, 0, 4)))), path, "object_quat")
-    if object_pos.shape != (T, O, 3) or object_quat.shape != (T, O, 4):
-        raise GrailError(f"shape {object_pos.shape}, expected ({T}, {O}, 3)", file=path, field="object_pos")
+    object_names, object_pos, object_quat = _objects(z, T, path)
+    flags, touches = _contacts(z, T, len(object_names), path)
     return HumanMotion(fps=fps, joints=joints, bone_quat=quats, bone_rest=rest, hand_axis=rig["hand_axis"],
                        contact=flags, contact_object=touches, object_names=object_names, object_pos=object_pos,
                        object_quat=object_quat, rest_joints=rig["joints"], source=str(path.relative_to(seq_dir)
                        if path.is_relative_to(seq_dir) else path), task=_task(seq_dir))
+
+
+def _objects(z: dict, T: int, path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    names = [str(s) for s in z.get("object_names", np.array([], dtype=str))]
+    pos = _finite(np.asarray(z.get("object_pos", np.zeros((T, 0, 3)))), path, "object_pos")
+    quat = _finite(np.asarray(z.get("object_quat", np.zeros((T, 0, 4)))), path, "object_quat")
+    for field, value, width in (("object_pos", pos, 3), ("object_quat", quat, 4)):
+        if value.shape != (T, len(names), width):
+            raise GrailError(f"shape {value.shape}, expected ({T}, {len(names)}, {width})", file=path, field=field)
+    return names, pos, quat
+
+
+def _contacts(z: dict, T: int, n_objects: int, path: Path) -> tuple[dict, dict]:
+    """Per-channel contact flags, and the object each hand touches (-1: none or unknown)."""
+    names = [str(s) for s in _key(z, "contact_names", path)]
+    contact = np.asarray(_key(z, "contact", path)).astype(bool)
+    if contact.shape != (T, len(names)):
+        raise GrailError(f"shape {contact.shape}, expected ({T}, {len(names)})", file=path, field="contact")
+    touching = np.asarray(z.get("contact_object", -np.ones(contact.shape, int)))
+    if touching.shape != contact.shape:
+        raise GrailError(f"shape {touching.shape}, expected {contact.shape}", file=path, field="contact_object")
+    if touching.size and (touching.min() < -1 or touching.max() >= n_objects):
+        raise GrailError(f"object index out of range -1..{n_objects - 1} (got {touching.min()}..{touching.max()})",
+                         file=path, field="contact_object")
+    flags = {c: (contact[:, names.index(c)] if c in names else np.zeros(T, bool)) for c in CONTACTS}
+    touches = {c: (touching[:, names.index(c)].astype(int) if c in names else -np.ones(T, int))
+               for c in ("left_hand", "right_hand")}
+    return flags, touches
 
 
 def _key(z: dict, key: str, path: Path) -> np.ndarray:
@@ -164,19 +180,27 @@ def _character_rig(seq_dir: Path) -> dict:
     """Rest bone orientations, rest joint positions and each hand's wrist-to-palm axis."""
     path = seq_dir / "scene" / "character.npz"
     try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+        with np.load(path, allow_pickle=False) as z:
+            return _rig_arrays(z, path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise GrailError(f"cannot read the character ({err})", file=path) from None
-    with z:
-        bones = [str(s) for s in z["bone_names"]]
-        rest = {b: np.array(z["bone_rest"][i][:3, :3]) for i, b in enumerate(bones)}
-        joints = {str(n): np.array(p) for n, p in zip(z["joint_names"], z["joint_positions"])}
-        verts, idx, w = z["vertices"], z["skin_bone_indices"], z["skin_bone_weights"]
-        rest_T = z["bone_rest"]
-        hand_axis = {}
-        for side, bone in (("left", "wrist.L"), ("right", "wrist.R")):
-            b = bones.index(bone)
-            dominant = idx[np.arange(len(idx)), np.argmax(w, axis=1)] == b
-            centre = verts[dominant].mean(axis=0) - rest_T[b][:3, 3]
-            hand_axis[side] = rest_T[b][:3, :3].T @ (centre / np.linalg.norm(centre))
+    except KeyError as err:
+        raise GrailError("missing key", file=path, field=str(err).strip("'\"")) from None
+
+
+def _rig_arrays(z, path: Path) -> dict:
+    bones = [str(b) for b in z["bone_names"]]
+    missing = [b for b in REQUIRED_BONES.values() if b not in bones]
+    if missing:
+        raise GrailError(f"missing bone {missing[0]!r}", file=path, field="bone_names")
+    rest_T = z["bone_rest"]
+    rest = {b: np.array(rest_T[i][:3, :3]) for i, b in enumerate(bones)}
+    joints = {str(n): np.array(p) for n, p in zip(z["joint_names"], z["joint_positions"])}
+    verts, idx, w = z["vertices"], z["skin_bone_indices"], z["skin_bone_weights"]
+    dominant_bone = idx[np.arange(len(idx)), np.argmax(w, axis=1)]
+    hand_axis = {}
+    for side, bone in (("left", "wrist.L"), ("right", "wrist.R")):
+        b = bones.index(bone)
+        centre = verts[dominant_bone == b].mean(axis=0) - rest_T[b][:3, 3]
+        hand_axis[side] = rest_T[b][:3, :3].T @ (centre / np.linalg.norm(centre))
     return {"rest": rest, "joints": joints, "hand_axis": hand_axis}

@@ -45,9 +45,14 @@ def stage_inputs(seq: Sequence, options: RetargetOptions) -> dict[str, str]:
     src = source_file(seq.path)
     settings = json.dumps({"robot": options.robot, "weights": asdict(options.weights),
                            "solver": asdict(options.solver), "replay": options.replay}, sort_keys=True)
-    return {"source": hash_file(src), "source_file": src.relative_to(seq.path).as_posix(),
-            "character": hash_file(seq.path / "scene" / "character.npz"),
-            "scene_xml": hash_file(seq.path / "scene" / "scene.xml"), "settings": settings, "grail": __version__}
+    inputs = {"source": hash_file(src), "source_file": src.relative_to(seq.path).as_posix(),
+              "character": hash_file(seq.path / "scene" / "character.npz"),
+              "scene_xml": hash_file(seq.path / "scene" / "scene.xml"), "spec": hash_file(seq.path / "scene" / "spec.yaml"),
+              "settings": settings, "grail": __version__}
+    for name in ("video.json", "video.mp4"):  # the fps check and the replay's left half
+        if (seq.path / "video" / name).is_file():
+            inputs[name] = hash_file(seq.path / "video" / name)
+    return inputs
 
 
 def retarget_motion(seq_dir: Path, options: RetargetOptions,

@@ -14,6 +14,7 @@ from functools import cached_property
 import mujoco
 import numpy as np
 import trimesh
+from scipy.spatial import ConvexHull
 
 from grail.rotations import matrix_from_quat
 
@@ -70,10 +71,23 @@ class ObjectSurface:
         away = points_local - closest
         length = np.linalg.norm(away, axis=1, keepdims=True)
         face_normal = self.mesh.face_normals[tri]
-        inside = self.mesh.contains(points_local) if self.mesh.is_watertight else np.zeros(len(points_local), bool)
         normal = np.where(length > 1e-6, away / np.maximum(length, 1e-9), face_normal)
+        inside = self.contains(points_local)
         normal[inside] = -normal[inside]
         return closest, normal
+
+    @cached_property
+    def _halfspaces(self) -> list[np.ndarray]:
+        """Each part's convex hull as plane equations (MuJoCo collides with the hulls too)."""
+        return [ConvexHull(part.vertices).equations for part in self._parts]
+
+    def contains(self, points_local: np.ndarray) -> np.ndarray:
+        """(N,) True for points inside any of the collision parts."""
+        points = np.atleast_2d(points_local)
+        inside = np.zeros(len(points), bool)
+        for eq in self._halfspaces:
+            inside |= np.all(points @ eq[:, :3].T + eq[:, 3] <= 0, axis=1)
+        return inside
 
 
 def _collision_parts(model: mujoco.MjModel, body_id: int) -> list[trimesh.Trimesh]:

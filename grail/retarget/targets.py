@@ -18,18 +18,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from grail.character.g1_proportions import G1_PELVIS_HEIGHT, G1_SEGMENTS
 from grail.retarget.source import HumanMotion
 from grail.retarget.surfaces import CONTACT_GAP, HandGeometry, ObjectSurface
+from grail.robot.g1 import G1
 from grail.rotations import matrices_from_quats, quats_from_matrices
 
-# Robot geometry at qpos0 (mjlab g1.xml, see grail/character/g1_proportions.py).
-ROBOT_SEGMENTS = {"thigh": 0.3061, "shank": 0.3000, "upper_arm": 0.1845, "forearm": 0.1843,
-                  "pelvis_width": 0.2329, "shoulder_width": 0.2811, "spine": 1.0820 - 0.6598}
-PELVIS_ABOVE_HIPS = 0.793 - 0.6598   # pelvis body origin above the hip-roll centres
+# Robot geometry at qpos0 (mjlab g1.xml; tests/test_retarget.py checks these against the model).
+ROBOT_SEGMENTS = {k: G1_SEGMENTS[k] for k in ("thigh", "shank", "upper_arm", "forearm", "pelvis_width", "shoulder_width")}
+ROBOT_SEGMENTS["spine"] = G1_SEGMENTS["shoulder_height"] - G1_SEGMENTS["hip_height"]  # hip centre to shoulder centre
+PELVIS_ABOVE_HIPS = G1_PELVIS_HEIGHT - G1_SEGMENTS["hip_height"]  # pelvis body origin above the hip-roll centres
 PELVIS_BOTTOM = 0.15                 # pelvis_collision sphere: centre -0.08, radius 0.07
 FOOT_SITE_FORWARD = 0.04             # foot site ahead of the ankle axis, on the sole
 PALM_FROM_WRIST = 0.08               # palm site along the hand from wrist_yaw_link
-HEAD_SITE_PITCH_DEG = 47.6           # head camera mount, pitched down
+HEAD_SITE_PITCH_DEG = G1.head_camera["pitch_down_deg"]
 CONTACT_BLEND_S = 0.25
 
 SIDES = ("left", "right")
@@ -137,11 +139,12 @@ def _hand_targets(targets: Targets, motion: HumanMotion, side: str, pts: dict[st
     ones = np.ones(motion.frames)
     touch = _blend(motion.contact[f"{side}_hand"], motion.fps)
     palm_human = pts[f"_{side}_palm_human"]
-    contact_pos, contact_quat = _contact_hand(motion, side, palm_human, pts[f"_{side}_hand_dir"], touch, surfaces, hand)
+    contact_pos, contact_quat, placed = _contact_hand(motion, side, palm_human, pts[f"_{side}_hand_dir"], touch,
+                                                      surfaces, hand)
     shift = touch[:, None] * (contact_pos - pts[f"{side}_hand"])   # reach the real object
     targets.frames[f"{side}_hand"] = FrameTargets(pts[f"{side}_hand"] + shift, contact_quat,
                                                   w.hand + touch * (w.contact_hand - w.hand),
-                                                  touch * w.contact_hand_orientation)
+                                                  touch * placed * w.contact_hand_orientation)
     targets.frames[f"{side}_wrist"] = FrameTargets(pts[f"{side}_wrist"] + shift, None, w.wrist * (1 - touch), 0 * ones)
     targets.palm_reference[side] = palm_human
 
@@ -173,16 +176,23 @@ def touched_object(motion: HumanMotion, side: str) -> np.ndarray:
     frames = np.flatnonzero(motion.contact[f"{side}_hand"] & (touching >= 0))
     if not len(frames):
         return -np.ones(motion.frames, int)
-    nearest = frames[np.abs(np.arange(motion.frames)[:, None] - frames[None, :]).argmin(axis=1)]
+    t = np.arange(motion.frames)
+    after = np.clip(np.searchsorted(frames, t), 0, len(frames) - 1)
+    before = np.clip(after - 1, 0, len(frames) - 1)
+    nearest = np.where(np.abs(frames[before] - t) <= np.abs(frames[after] - t), frames[before], frames[after])
     return touching[nearest]
 
 
 def _contact_hand(motion: HumanMotion, side: str, palm_human: np.ndarray, hand_dir: np.ndarray, touch: np.ndarray,
-                  surfaces: dict[int, ObjectSurface], hand: HandGeometry | None) -> tuple[np.ndarray, np.ndarray]:
+                  surfaces: dict[int, ObjectSurface], hand: HandGeometry | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Palm site position and orientation (T,3), (T,4) that touch the object where the character
     does: the surface point nearest the character's palm, the hand's fingers along the surface in
-    the character's hand direction, its palm facing in, its surface CONTACT_GAP away."""
+    the character's hand direction, its palm facing in, its surface CONTACT_GAP away. The third
+    array flags the frames where that was possible (a known object with a surface); elsewhere
+    the palm keeps the character's position and its orientation is left free."""
     pos, quat = palm_human.copy(), np.tile([1.0, 0, 0, 0], (len(palm_human), 1))
+    placed = np.zeros(len(palm_human), bool)
     objects = touched_object(motion, side)
     for k in np.unique(objects[(touch > 0) & (objects >= 0)]):
         if k not in surfaces or hand is None:
@@ -197,7 +207,8 @@ def _contact_hand(motion: HumanMotion, side: str, palm_human: np.ndarray, hand_d
         along = hand_dir[frames] - np.sum(hand_dir[frames] * n_w, axis=1, keepdims=True) * n_w
         along /= np.maximum(np.linalg.norm(along, axis=1, keepdims=True), 1e-9)
         quat[frames] = quats_from_matrices(hand.site_rotation(along, -n_w))
-    return pos, quat
+        placed[frames] = True
+    return pos, quat, placed
 
 
 def _vertical_shift(pts: dict[str, np.ndarray], stance: dict[str, np.ndarray], T: int) -> np.ndarray:

@@ -4,7 +4,7 @@ Sources (facts, not code):
 - joint order: Unitree SDK2 motor index for the 29-DoF G1 (left leg 6, right leg 6, waist 3,
   left arm 7, right arm 7), which is also the joint order of mjlab's packaged ``g1.xml``;
 - position limits: the ``range`` attributes of ``mjlab/asset_zoo/robots/unitree_g1/xmls/g1.xml``
-  (mjlab 1.6.0 wheel); ``tests/test_robot.py`` checks them against the loaded model;
+  (mjlab 1.6.0 wheel); ``tests/test_retarget.py`` checks them against the loaded model;
 - velocity and effort limits per actuator group: ``mjlab/asset_zoo/robots/unitree_g1/g1_constants.py``
   (5020: 37 rad/s, 25 Nm; 7520-14: 32 rad/s, 88 Nm; 7520-22: 20 rad/s, 139 Nm; 4010: 22 rad/s, 5 Nm;
   waist roll/pitch and ankles are driven by two 5020s: 37 rad/s, 50 Nm);

@@ -71,7 +71,8 @@ class RobotMotion:
                 "fps": self.fps, "frames": self.frames, "source": self.source, **self.extra_meta}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"fps": np.array(self.fps), "joint_pos": self.joint_pos.astype(np.float32),
+        # fps as a one-element array, as mjlab's / BeyondMimic's csv_to_npz writes it.
+        return {"fps": np.array([self.fps]), "joint_pos": self.joint_pos.astype(np.float32),
                 "joint_vel": self.joint_vel.astype(np.float32), "body_pos_w": self.body_pos_w.astype(np.float32),
                 "body_quat_w": self.body_quat_w.astype(np.float32),
                 "body_lin_vel_w": self.body_lin_vel_w.astype(np.float32),
@@ -98,10 +99,10 @@ class RobotMotion:
             raise GrailError(f"cannot read ({err})", file=meta_path) from None
         if not isinstance(meta, dict):
             raise GrailError("expected a JSON object", file=meta_path)
-        for key in ("joint_names", "body_names", "contact_names", "fps"):
+        for key in ("joint_names", "body_names", "contact_names", "fps", "quat_order"):
             if key not in meta:
                 raise GrailError("missing key", file=meta_path, field=key)
-        if meta.get("quat_order", "wxyz") != "wxyz":
+        if meta["quat_order"] != "wxyz":
             raise GrailError(f"quat_order {meta['quat_order']!r}, expected 'wxyz'", file=meta_path, field="quat_order")
         try:
             with np.load(npz_path, allow_pickle=False) as z:
@@ -111,11 +112,13 @@ class RobotMotion:
                 a = {k: np.array(z[k]) for k in MOTION_KEYS}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # a truncated or damaged npz
             raise GrailError(f"cannot read ({err})", file=npz_path) from None
-        if not np.isclose(float(a["fps"]), float(meta["fps"])):
-            raise GrailError(f"fps {float(a['fps'])} in motion.npz but {meta['fps']} in meta.json",
-                             file=npz_path, field="fps")
+        if a["fps"].size != 1:
+            raise GrailError(f"shape {a['fps'].shape}, expected one value", file=npz_path, field="fps")
+        fps = float(a["fps"].reshape(-1)[0])
+        if not np.isclose(fps, float(meta["fps"])):
+            raise GrailError(f"fps {fps:g} in motion.npz but {meta['fps']} in meta.json", file=npz_path, field="fps")
         known = {"robot", "joint_names", "body_names", "contact_names", "object", "quat_order", "fps", "frames", "source"}
-        motion = cls(fps=float(a["fps"]), joint_names=list(meta["joint_names"]), body_names=list(meta["body_names"]),
+        motion = cls(fps=fps, joint_names=list(meta["joint_names"]), body_names=list(meta["body_names"]),
                      joint_pos=a["joint_pos"].astype(np.float64), body_pos_w=a["body_pos_w"].astype(np.float64),
                      body_quat_w=a["body_quat_w"].astype(np.float64), object_pos_w=a["object_pos_w"].astype(np.float64),
                      object_quat_w=a["object_quat_w"].astype(np.float64), contact=a["contact"].astype(bool),

@@ -25,11 +25,9 @@ class RobotScene:
     robot_bodies: np.ndarray      # body ids of the robot
     object_qpos: dict[str, int]   # scene free body name -> qpos address of its free joint
 
-    def robot_geoms(self) -> np.ndarray:
-        return np.flatnonzero(np.isin(self.model.geom_bodyid, self.robot_bodies))
-
     def set_state(self, data: mujoco.MjData, robot_q: np.ndarray, objects: dict[str, tuple] | None = None) -> None:
-        """Robot configuration (robot model qpos order) and object poses, then kinematics and cameras."""
+        """Robot configuration (the robot model's qpos: free joint, then the joints in SDK order, which
+        is the model's order) and object poses, then kinematics and cameras."""
         data.qpos[self.robot_qpos] = robot_q
         for name, (pos, quat) in (objects or {}).items():
             adr = self.object_qpos[name]
