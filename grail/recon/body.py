@@ -1,0 +1,84 @@
+"""The character's rig in torch: forward kinematics that the fitting differentiates through.
+
+A pose is a root position and one rest-relative rotation per bone (axis-angle, ``L_j``): bone
+``j`` turns by ``D_j = D_parent L_j`` from its rest orientation and its origin is
+``p_parent + D_parent (rest_j - rest_parent)`` — the convention of ``grail/video/skeleton.py``
+and of ``gt.npz``'s ``joint_rot``, so reconstructions and ground truth compare directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grail.errors import GrailError
+
+
+def rotvec_to_matrix(v: torch.Tensor) -> torch.Tensor:
+    """(...,3) axis-angle -> (...,3,3) rotation (Rodrigues; smooth at zero)."""
+    theta2 = (v * v).sum(-1, keepdim=True)
+    theta = torch.sqrt(theta2 + 1e-12)
+    small = theta2 < 1e-8
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / (theta2 + 1e-12))
+    x, y, z = v.unbind(-1)
+    zero = torch.zeros_like(x)
+    K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(v.shape[:-1] + (3, 3))
+    eye = torch.eye(3, dtype=v.dtype).expand(K.shape)
+    return eye + a[..., None] * K + b[..., None] * (K @ K)
+
+
+@dataclass
+class TorchRig:
+    names: list[str]
+    parents: list[int]
+    rest_rot: torch.Tensor     # (J,3,3) rest orientations (character frame, facing +x)
+    offsets: torch.Tensor      # (J,3) rest origin minus the parent's
+    joint_bones: dict[str, int]  # named joint -> bone index
+
+    @classmethod
+    def load(cls, character_npz: Path) -> "TorchRig":
+        from grail.character.anny_body import ANNY_JOINT_BONES
+        from grail.character.smplx_body import SMPLX_JOINT_BONES
+
+        try:
+            with np.load(character_npz, allow_pickle=False) as z:
+                names = [str(s) for s in z["bone_names"]]
+                parents = [int(p) for p in z["bone_parents"]]
+                rest = np.array(z["bone_rest"], float)
+                model = str(z["model"])
+        except (OSError, ValueError, KeyError) as err:
+            raise GrailError(f"cannot read the character ({err})", file=character_npz) from None
+        mapping = {"anny": ANNY_JOINT_BONES, "smplx": SMPLX_JOINT_BONES}.get(model)
+        if mapping is None:
+            raise GrailError(f"unknown character model {model!r}", file=character_npz, field="model")
+        pos = rest[:, :3, 3]
+        offsets = pos - np.where(np.array(parents)[:, None] >= 0, pos[np.maximum(parents, 0)], 0.0)
+        return cls(names, parents, torch.tensor(rest[:, :3, :3]), torch.tensor(offsets),
+                   {j: names.index(b) for j, b in mapping.items() if b in names})
+
+    @property
+    def bones(self) -> int:
+        return len(self.names)
+
+    def forward(self, root_pos: torch.Tensor, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bone origins (T,J,3) and world deltas D (T,J,3,3) for root positions (T,3) and
+        rest-relative local rotations (T,J,3) axis-angle."""
+        L = rotvec_to_matrix(local)
+        deltas: list[torch.Tensor] = []
+        positions: list[torch.Tensor] = []
+        for j, p in enumerate(self.parents):
+            if p < 0:
+                deltas.append(L[:, j])
+                positions.append(root_pos)
+            else:
+                deltas.append(deltas[p] @ L[:, j])
+                positions.append(positions[p] + deltas[p] @ self.offsets[j])
+        return torch.stack(positions, 1), torch.stack(deltas, 1)
+
+    def joints(self, positions: torch.Tensor, names: list[str] | tuple[str, ...]) -> torch.Tensor:
+        """(T,N,3) positions of named joints."""
+        return positions[:, [self.joint_bones[n] for n in names]]
