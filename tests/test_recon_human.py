@@ -116,3 +116,28 @@ def test_fit_from_scratch_finds_the_character(scene):
     joints = fit.bone_pos[:, [rig.joint_bones[n] for n in gt.joint_names]]
     assert np.linalg.norm(fit.root_pos - gt.root_pos, axis=1).mean() < 0.08
     assert np.linalg.norm(joints - gt.joint_pos, axis=-1).mean() < 0.10
+
+
+@pytest.mark.slow
+def test_mediapipe_finds_the_rendered_character(composed, tmp_path):
+    """MediaPipe Pose, offline, on the procedural video (320x180, the character about 60 px tall):
+    a person in nearly every frame and the 12 keypoints within a few pixels of the projected
+    ground-truth joints."""
+    from _video_helpers import copy_sequence
+    from grail.recon.estimators import MediaPipeEstimator
+    from grail.render.video_io import read_frames
+    from grail.video.generate import GenerateOptions, generate_sequence
+    from grail.video.gt import GroundTruth
+
+    seq = copy_sequence(composed("pickup_table", 0), tmp_path)
+    generate_sequence(seq, GenerateOptions(width=320, height=180, check_joints=False))
+    frames = list(read_frames(seq / "video" / "video.mp4"))[:48]
+    obs = MediaPipeEstimator().estimate(frames, 24.0, 320, 180)
+    assert not obs.oracle and "mediapipe" in obs.estimator
+    gt = GroundTruth.load(seq / "video" / "gt.npz")
+    camera = scaled_camera(PinholeCamera.from_json(json.loads((seq / "scene" / "camera.json").read_text())), 320, 180)
+    truth = oracle_observations(gt.joint_names, gt.joint_pos[:48], gt.fps, camera, OracleOptions(noise_px=0, dropout=0))
+    assert np.mean(obs.keypoint_conf.max(axis=1) > 0) >= 0.9
+    seen = obs.keypoint_conf > 0.3
+    error = np.linalg.norm(obs.keypoints - truth.keypoints, axis=-1)[seen]
+    assert seen.mean() > 0.6 and np.median(error) < 5.0, (seen.mean(), np.median(error))
