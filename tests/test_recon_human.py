@@ -107,7 +107,7 @@ def test_fit_started_at_the_truth_stays_near_it(scene):
 
 @pytest.mark.slow
 def test_fit_from_scratch_finds_the_character(scene):
-    """From the torso-size initialisation alone (this slice's state: 72 mm measured, the target is
+    """From the torso-size initialisation alone (this slice's state: about 70 mm measured, the target is
     15 mm): the root is found to within 8 cm on average and the joints to within 10 cm."""
     scene_dir, gt, camera = scene
     rig = TorchRig.load(scene_dir / "character.npz")

@@ -6,10 +6,11 @@ gives depth; the scene's supports keep its ankles from sinking. The fit:
 1. initialises each frame's root from the torso's image length and the ray through the hips,
    and its heading from the best of 24 turned rest poses (then unwrapped and smoothed);
 2. optimises root positions and every bone's rest-relative rotation over all frames at once:
-   robust, confidence-weighted reprojection + joint-position smoothness + a pose prior (spine,
-   clavicle and twist bones stay near rest) + ankles not below their support, and the lower foot
-   on it (someone walking, reaching or sitting always stands on one foot at least; this is what
-   fixes depth, which the image alone leaves to the body's size).
+   robust, confidence-weighted reprojection + keypoint smoothness + a pose prior (spine,
+   clavicle and twist bones stay near rest; knees and elbows bend about their hinges) + ankles
+   not below their support, the lower foot on it, and any foot whose image hardly moves on it
+   (someone walking, reaching or sitting stands on one foot at least; a planted foot's pixel and
+   its support fix its depth, which the image alone leaves to the body's size).
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ class FitOptions:
 
     iterations: int = 300           # L-BFGS iterations over all frames at once (twice: quadratic, robust)
     robust_px: float = 8.0          # Geman-McClure scale (a 1280x720 image): larger residuals count less and less
-    accel_m: float = 0.03           # keypoint acceleration scale, m/frame^2
+    accel_m: float = 0.06           # keypoint acceleration scale, m/frame^2
     rotation_articulated: float = 3.0   # rad: hips, knees, ankles, shoulders, elbows, spine, root
     rotation_other: float = 0.6     # rad: clavicles, twist bones, neck, head, hands
     ground_m: float = 0.01          # ankles on their support
     hinge_rad: float = 0.2          # knees and elbows turn about their hinge axis only
+    planted_speed: float = 0.15     # m/s: an ankle slower than this is taken to stand on its support
     heading_candidates: int = 24
 
 
@@ -59,6 +61,7 @@ class _Terms:
     def __init__(self, obs: Observations, camera: PinholeCamera, rig: TorchRig,
                  support_height: Callable[[np.ndarray], np.ndarray], options: FitOptions) -> None:
         self.rig, self.options, self.support_height = rig, options, support_height
+        self.planted = torch.zeros((obs.frames, 2), dtype=torch.float64)
         self.kp = torch.tensor(obs.keypoints, dtype=torch.float64)
         conf = torch.tensor(obs.keypoint_conf, dtype=torch.float64)
         self.weight = conf / conf.sum(-1, keepdim=True).clamp(min=1.0)  # per frame
@@ -97,8 +100,23 @@ class _Terms:
         floor = torch.tensor(self.support_height(ankles.detach().numpy().reshape(-1, 3)).reshape(-1, 2))
         height = ankles[..., 2] - floor - self.rest_ankle
         lowest = -0.01 * torch.logsumexp(-height / 0.01, dim=1)  # soft minimum over the two feet
-        ground = ((torch.relu(-height) ** 2).sum(-1) + lowest ** 2) / o.ground_m ** 2
+        planted = self.planted[frames]  # a foot that hardly moves stands on its support (feet contact)
+        ground = ((torch.relu(-height) ** 2).sum(-1) + lowest ** 2 + (planted * height ** 2).sum(-1)) / o.ground_m ** 2
         return (reproj * len(KEYPOINTS)).sum() + smooth.sum() + pose.sum() + ground.sum()
+
+
+def planted_feet(obs: Observations, camera: PinholeCamera, roots: np.ndarray, speed_m_s: float) -> np.ndarray:
+    """(T,2) weight in [0,1] that each ankle stands still, from its image speed turned into metres
+    at the body's depth (fixed for the fit: the objective must not change under L-BFGS)."""
+    idx = [obs.keypoint_names.index(k) for k in ("left_ankle", "right_ankle")]
+    uv, conf = obs.keypoints[:, idx], obs.keypoint_conf[:, idx]
+    depth = camera.world_to_camera(roots)[:, 2]
+    speed_px = np.zeros((obs.frames, 2))
+    speed_px[1:] = np.linalg.norm(np.diff(uv, axis=0), axis=-1) * obs.fps
+    speed_px[0] = speed_px[1] if obs.frames > 1 else 0.0
+    speed = speed_px * depth[:, None] / camera.K[0, 0]
+    seen = (conf > 0) & np.vstack([conf[:1] > 0, conf[:-1] > 0])
+    return np.where(seen, np.exp(-(speed / speed_m_s) ** 2), 0.0)
 
 
 def _lbfgs(params: list[torch.Tensor], objective: Callable[[], torch.Tensor], iterations: int) -> None:
@@ -122,6 +140,7 @@ def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_h
     T = obs.frames
     terms = _Terms(obs, camera, rig, support_height, options)
     root0, yaw0 = _initial_roots(obs, camera, rig, options)
+    terms.planted = torch.tensor(planted_feet(obs, camera, root0, options.planted_speed))
     if init_local is None:
         local_np = np.zeros((T, rig.bones, 3))
         local_np[:, 0, 2] = yaw0
