@@ -141,3 +141,19 @@ def test_mediapipe_finds_the_rendered_character(composed, tmp_path):
     seen = obs.keypoint_conf > 0.3
     error = np.linalg.norm(obs.keypoints - truth.keypoints, axis=-1)[seen]
     assert seen.mean() > 0.6 and np.median(error) < 5.0, (seen.mean(), np.median(error))
+
+
+def test_support_map_finds_the_treads_under_the_planted_feet(composed):
+    """On the stairs, every planted ankle stands its rest height above the support the map gives."""
+    from grail.recon.supports import SupportMap
+
+    scene_dir = composed("stairs_up", 0) / "scene"
+    gt = synthesize(scene_dir).gt
+    support = SupportMap.from_scene(scene_dir / "scene.xml", gt.root_pos[:, :2].mean(axis=0), half_extent=3.0)
+    assert support.heights.max() > 0.3  # the treads are there
+    for side in ("left", "right"):
+        ankle = gt.joint(f"{side}_ankle")
+        planted = gt.contact_of(f"{side}_foot")
+        above = ankle[planted, 2] - support(ankle[planted])
+        assert np.ptp(above) < 0.003 and 0.04 < above.mean() < 0.07  # one rest ankle height, on every tread
+    assert support(np.array([[100.0, 100.0, 0.0]]))[0] == 0.0  # off the map: the floor
