@@ -32,6 +32,7 @@ from typing import Any, Callable
 import yaml
 
 from grail.atomic import write_text_atomic
+from grail.checks import read_json_object
 from grail.errors import GrailError
 from grail.robot.motion import RobotMotion
 from grail.sequence import hash_file
@@ -174,15 +175,7 @@ class LibraryIndex:
     def load(cls, library: Path) -> "LibraryIndex":
         """Read ``<library>/index.json``."""
         path = Path(library) / INDEX_NAME
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise GrailError(f"cannot read ({err})", file=path) from None
-        if not isinstance(data, dict):
-            raise GrailError("expected a JSON object", file=path)
-        for key in ("version", "robot", "created", "thresholds", "motions", "rejected"):
-            if key not in data:
-                raise GrailError("missing key", file=path, field=key)
+        data = read_json_object(path, ("version", "robot", "created", "thresholds", "motions", "rejected"))
         if data["version"] != INDEX_VERSION:
             raise GrailError(f"version {data['version']!r}, this GRAIL reads {INDEX_VERSION}", file=path, field="version")
         return cls(robot=data["robot"], created=data["created"], thresholds=data["thresholds"],
@@ -293,12 +286,7 @@ def _task_from_spec(sequence_dir: Path | None) -> str | None:
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise GrailError(f"cannot read ({err})", file=path) from None
-    if not isinstance(data, dict) or "summary" not in data:
-        raise GrailError("missing key", file=path, field="summary")
+    data = read_json_object(path, ("summary",))
     if not isinstance(data["summary"], dict):
         raise GrailError("expected an object of metric values", file=path, field="summary")
     return data["summary"]

@@ -144,36 +144,46 @@ class Retargeter:
         self._pack(targets)
         for t in range(T):
             self._set_targets(t)
-            for name, m in mocap.items():
-                self.configuration.data.mocap_pos[m], self.configuration.data.mocap_quat[m] = objects[name][0][t], objects[name][1][t]
-            if mocap:
-                self.configuration.update()
+            self._pose_objects(mocap, objects or {}, t)
             swinging = [lim for side, lim in swing_limits.items() if lim is not None and not targets.stance[side][t]]
             steps, active = (opts.first_frame_iterations, first_limits) if t == 0 else (opts.iterations, limits + swinging)
             planted = {f"{side}_foot" for side in ("left", "right") if t and targets.stance[side][t]}
-            cached = [lim for lim in active if isinstance(lim, PerFrameLimit)]
-            for lim in cached:
-                lim.new_frame()
-            for _ in range(steps):
-                v = self._step(planted, dt / steps, active)
-                self.configuration.integrate_inplace(v, dt / steps)
-                for lim in cached:
-                    lim.advanced(v * dt / steps)
-                if np.max(np.abs(v)) * dt / steps < opts.converged:
-                    break  # warm-started frames usually settle in one or two steps
-            for _ in range(opts.polish_steps):
-                if max((np.linalg.norm(self.tasks[n].compute_error(self.configuration)[:3]) for n in planted),
-                       default=0.0) < opts.planted_tolerance:
-                    break
-                # The constraint is linear: a fast frame leaves a planted foot a few mm off.
-                v = self._step(planted, dt / steps, [lim for lim in active if not isinstance(lim, mink.VelocityLimit)])
-                self.configuration.integrate_inplace(v, dt / steps)
-                for lim in cached:
-                    lim.advanced(v * dt / steps)
+            self._solve_frame(planted, dt / steps, steps, active)
             out[t] = self.configuration.q
             if progress:
                 progress(t + 1, T)
         return out
+
+    def _pose_objects(self, mocap: dict[str, int], objects: dict[str, tuple[np.ndarray, np.ndarray]], t: int) -> None:
+        for name, m in mocap.items():
+            self.configuration.data.mocap_pos[m], self.configuration.data.mocap_quat[m] = objects[name][0][t], objects[name][1][t]
+        if mocap:
+            self.configuration.update()
+
+    def _solve_frame(self, planted: set[str], step_dt: float, steps: int, active: list) -> None:
+        """Up to `steps` IK steps (fewer once a step hardly moves), then polish steps while a
+        planted foot is still off its pose: the equality constraint is linear, so a fast frame
+        leaves a planted foot a few mm off."""
+        opts = self.options
+        cached = [lim for lim in active if isinstance(lim, PerFrameLimit)]
+        for lim in cached:
+            lim.new_frame()
+
+        def advance(limits: list) -> np.ndarray:
+            v = self._step(planted, step_dt, limits)
+            self.configuration.integrate_inplace(v, step_dt)
+            for lim in cached:
+                lim.advanced(v * step_dt)
+            return v
+
+        for _ in range(steps):
+            if np.max(np.abs(advance(active))) * step_dt < opts.converged:
+                break  # warm-started frames usually settle in one or two steps
+        for _ in range(opts.polish_steps):
+            if max((np.linalg.norm(self.tasks[n].compute_error(self.configuration)[:3]) for n in planted),
+                   default=0.0) < opts.planted_tolerance:
+                break
+            advance([lim for lim in active if not isinstance(lim, mink.VelocityLimit)])
 
     def _step(self, planted: set[str], step_dt: float, limits: list) -> np.ndarray:
         """One IK step. A planted foot's task is an equality constraint (its locked stance pose is

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from grail.atomic import write_bytes_atomic, write_text_atomic
+from grail.checks import check_arrays, read_json_object
 from grail.errors import GrailError
 
 MOTION_KEYS = ("fps", "joint_pos", "joint_vel", "body_pos_w", "body_quat_w", "body_lin_vel_w",
@@ -93,15 +94,7 @@ class RobotMotion:
         """Read motion.npz + meta.json; bad or inconsistent files raise GrailError naming the field."""
         directory = Path(directory)
         meta_path, npz_path = directory / "meta.json", directory / "motion.npz"
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as err:
-            raise GrailError(f"cannot read ({err})", file=meta_path) from None
-        if not isinstance(meta, dict):
-            raise GrailError("expected a JSON object", file=meta_path)
-        for key in ("joint_names", "body_names", "contact_names", "fps", "quat_order"):
-            if key not in meta:
-                raise GrailError("missing key", file=meta_path, field=key)
+        meta = read_json_object(meta_path, ("joint_names", "body_names", "contact_names", "fps", "quat_order"))
         if meta["quat_order"] != "wxyz":
             raise GrailError(f"quat_order {meta['quat_order']!r}, expected 'wxyz'", file=meta_path, field="quat_order")
         try:
@@ -140,12 +133,7 @@ class RobotMotion:
         shapes = {"joint_pos": (T, J), "joint_vel": (T, J), "body_pos_w": (T, B, 3), "body_quat_w": (T, B, 4),
                   "body_lin_vel_w": (T, B, 3), "body_ang_vel_w": (T, B, 3), "object_pos_w": (T, 3),
                   "object_quat_w": (T, 4), "contact": (T, C)}
-        for name, shape in shapes.items():
-            value = getattr(self, name)
-            if value.shape != shape:
-                raise GrailError(f"shape {value.shape}, expected {shape}", file=where, field=name)
-            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-                raise GrailError("contains NaN or infinite values", file=where, field=name)
+        check_arrays({name: getattr(self, name) for name in shapes}, shapes, where)
 
 
 def finite_difference(x: np.ndarray, fps: float) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 
 from grail.errors import GrailError
 from grail.robot.g1 import G1, RobotSpec
-from grail.robot.model import robot_mjspec
+from grail.robot.model import robot_mjspec, robot_model
 
 PREFIX = "robot/"
 
@@ -62,7 +62,7 @@ def static_scene_with_robot(scene_xml: Path, robot: RobotSpec = G1, movable: tup
             body.mocap = True
     _attach_robot(spec, robot)
     model = spec.compile()
-    if model.nq != robot_mjspec(robot).compile().nq:
+    if model.nq != robot_model(robot.name).nq:
         raise GrailError("the scene has joints besides its free bodies", file=scene_xml)
     return model
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from grail.atomic import write_bytes_atomic
+from grail.checks import check_arrays
 from grail.errors import GrailError
 from grail.rotations import transforms
 
@@ -128,11 +129,6 @@ class GroundTruth:
             "object_held": (T, O), "contact": (T, C), "contact_object": (T, C), "phase": (T,),
             "bone_parents": (J,),
         }
-        for name, shape in shapes.items():
-            a = getattr(self, name)
-            if a.shape != shape:
-                raise GrailError(f"shape {a.shape}, expected {shape}", file=path, field=name)
-            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-                raise GrailError("contains NaN or infinite values", file=path, field=name)
+        check_arrays({name: getattr(self, name) for name in shapes}, shapes, path)
         if not (np.isfinite(self.fps) and self.fps > 0):
             raise GrailError(f"fps must be positive (got {self.fps})", file=path, field="fps")
