@@ -103,15 +103,17 @@ def run(
     out: Path = typer.Option(Path("out"), help="Output root."),
     width: Optional[int] = typer.Option(640, min=16, max=4096, help="Render width."),
     height: Optional[int] = typer.Option(360, min=16, max=4096, help="Render height."),
+    human: str = typer.Option("mediapipe", help="Human keypoints for the reconstruction: mediapipe or oracle."),
     force: bool = typer.Option(False, "--force", help="Redo stages even when done."),
 ) -> None:
-    """All data stages available so far (compose, generate, retarget) for one or more seeds on this machine."""
+    """All data stages (compose, generate, reconstruct, retarget) for one or more seeds on this machine."""
     results = _compose_many(template, seed, num, out, width, height, force)
     generated, failed = _generate_many([seq.path for seq, _ in results], "procedural", None, None, force)
-    _, failed_too = _retarget_many(generated, "g1_29dof_rev_1_0", True, force)  # whatever has a video
+    reconstructed, failed_recon = _reconstruct_many(generated, human, True, force)
+    _, failed_too = _retarget_many(reconstructed, "g1_29dof_rev_1_0", True, force)
     for seq, _ in results:
         _print_status(seq.path)
-    _raise_failures(failed + failed_too, len(results))
+    _raise_failures(failed + failed_recon + failed_too, len(results))
 
 
 def _each_sequence(dirs: list[Path], verb: str, stage: str, run, note=lambda seq: "") -> tuple[list[Path], list[str]]:
@@ -168,6 +170,22 @@ def _retarget_many(dirs: list[Path], robot: str, replay: bool, force: bool) -> t
     return _each_sequence(dirs, "retarget", "robot", lambda d, tick: retarget_sequence(d, options, force, tick), note)
 
 
+def _reconstruct_many(dirs: list[Path], human: str, overlay: bool, force: bool) -> tuple[list[Path], list[str]]:
+    """Reconstruct each sequence; a failing sequence is reported and the others go on."""
+    from grail.recon.perception import PerceptionOptions
+    from grail.recon.stage import ReconOptions, reconstruct_sequence
+
+    options = ReconOptions(perception=PerceptionOptions(human=human), overlay=overlay)
+
+    def note(seq) -> str:
+        info = seq.record()["stages"]["recon"].get("info", {})
+        reasons = info.get("reasons") or []
+        oracle = " [oracle input]" if info.get("oracle") else ""
+        return oracle + (f" (filter failed: {'; '.join(reasons)})" if reasons else "")
+
+    return _each_sequence(dirs, "reconstruct", "recon", lambda d, tick: reconstruct_sequence(d, options, force, tick), note)
+
+
 @app.command()
 def generate(
     sequences: list[Path] = typer.Argument(..., help="Composed sequence directories (or an output root)."),
@@ -179,6 +197,23 @@ def generate(
     """Make the interaction video of composed scenes (video.mp4, video.json, gt.npz)."""
     dirs = _sequence_dirs(sequences)
     _raise_failures(_generate_many(dirs, backend, width, height, force)[1], len(dirs))
+
+
+@app.command()
+def reconstruct(
+    sequences: list[Path] = typer.Argument(..., help="Sequence directories with a video (or an output root)."),
+    human: str = typer.Option("mediapipe", help="Human keypoints: mediapipe, or oracle (projected ground truth; "
+                                                "benchmarks and tests only)."),
+    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Write recon/overlay.mp4."),
+    force: bool = typer.Option(False, "--force", help="Redo the stage even when it is done."),
+) -> None:
+    """Reconstruct the metric 4D human-object motion from the video (hoi.npz, observations.npz, metrics.json)."""
+    from grail.recon.perception import HUMAN_ESTIMATORS
+
+    if human not in HUMAN_ESTIMATORS:
+        raise GrailError(f"unknown human estimator {human!r}; known: {', '.join(HUMAN_ESTIMATORS)}", field="--human")
+    dirs = _sequence_dirs(sequences)
+    _raise_failures(_reconstruct_many(dirs, human, overlay, force)[1], len(dirs))
 
 
 @app.command()

@@ -426,6 +426,19 @@ class Sequence:
     def stage_dir(self, name: str) -> Path:
         return self.path / _check_stage(name)
 
+    @classmethod
+    def open_after(cls, directory: str | Path, stage: str, command: str) -> Sequence:
+        """Open a sequence whose `stage` must be done first; otherwise a one-line error that says
+        which command makes it."""
+        directory = Path(directory)
+        if not (directory / RECORD_NAME).is_file():
+            raise GrailError(f"not a sequence directory (no {RECORD_NAME})", file=directory)
+        seq = cls.open(directory)
+        if seq.status(stage) != "done":
+            raise GrailError(f"the {stage} stage has not finished: run `{command}` first",
+                             file=directory / RECORD_NAME, field=f"stages.{stage}")
+        return seq
+
     def status(self, name: str) -> str:
         """The recorded status; ``done`` whose files are missing or truncated reads ``pending``."""
         _check_stage(name)

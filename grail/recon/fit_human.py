@@ -1,16 +1,22 @@
 """Fit the character's pose sequence to 2D keypoints with the camera and the scene known.
 
 The character's shape is fixed (its bone lengths are metric), so the image size of its torso
-gives depth; the scene's supports keep its ankles from sinking. The fit:
+gives depth; the scene's supports keep its ankles from sinking; its known placement at the
+first frame (`first_root`, the scene's T_world_root) fixes where the clip starts. The fit:
 
-1. initialises each frame's root from the torso's image length and the ray through the hips,
-   and its heading from the best of 24 turned rest poses (then unwrapped and smoothed);
-2. optimises root positions and every bone's rest-relative rotation over all frames at once:
-   robust, confidence-weighted reprojection + keypoint smoothness + a pose prior (spine,
-   clavicle and twist bones stay near rest; knees and elbows bend about their hinges) + ankles
-   not below their support, the lower foot on it, and any foot whose image hardly moves on it
-   (someone walking, reaching or sitting stands on one foot at least; a planted foot's pixel and
-   its support fix its depth, which the image alone leaves to the body's size).
+1. initialises each frame's root from the torso's image length and the ray through the hips
+   (shifted onto the known first placement), and its heading from the best of 24 turned rest
+   poses (then unwrapped, smoothed and turned onto the known first heading);
+2. tracks the body through short windows of frames, each started where the last one ended, so
+   that poses far from rest (squats, reaching down) start in their own basin;
+3. optimises root positions and the turns of the articulated bones over all frames at once,
+   three times: quadratic, then robust, then with the feet planted where the fit itself found
+   them slow and low. The objective (HumanTerms) is a MAP one: reprojection at the keypoint
+   noise, joint accelerations at a human scale, priors on what one view leaves open (sideways
+   lean, hip and spine roll, arms beside or in front of the body, the pelvis over its feet),
+   joint limits, and ankles on their supports: never below, the lower one on it, and a planted
+   one on it and still (a planted foot's pixel and its support fix its depth; a still one
+   carries that depth on through the frames).
 """
 
 from __future__ import annotations
@@ -20,29 +26,54 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
+from grail.recon.optim import minimise
 from grail.recon.body import TorchRig
 from grail.recon.keypoints import KEYPOINTS
 from grail.recon.observations import Observations
 from grail.scene.camera import PinholeCamera
 
-#: Bones that carry the visible articulation; the others are held near rest by a stronger prior.
-ARTICULATED = ("root", "upperleg01.L", "upperleg01.R", "lowerleg01.L", "lowerleg01.R", "foot.L", "foot.R",
-               "upperarm01.L", "upperarm01.R", "lowerarm01.L", "lowerarm01.R", "spine03", "spine01")
+#: Bones that carry the visible articulation, under a weak prior.
+ARTICULATED = ("root", "upperleg01.L", "upperleg01.R", "lowerleg01.L", "lowerleg01.R",
+               "upperarm01.L", "upperarm01.R", "lowerarm01.L", "lowerarm01.R")
+#: The spine chain: equal priors share a bend of the back among its bones, as a back bends.
+SPINE = ("spine05", "spine04", "spine03", "spine02", "spine01")
+#: The bones the fit turns. The others stay as initialised: the pelvis halves (the pelvis is
+#: rigid), the twist bones (a turn about a limb's axis that its first bone can make as well) and
+#: the feet, hands, neck and head (no keypoint lies beyond them). Left free, such redundant turns
+#: soak up noise, and their slow convergence under L-BFGS holds back everything else.
+FREE = ARTICULATED + SPINE + ("clavicle.L", "clavicle.R")
+
+KNEE_MAX_RAD = 2.5   # deepest knee flexion (pickup_ground's squat reaches 2.36)
+LIMB_BACK = 0.5      # sin of the furthest an upper arm swings behind the chest (30 deg)
 
 
 @dataclass
 class FitOptions:
     """Each term is a squared residual over its scale, so a residual of one scale costs one."""
 
-    iterations: int = 300           # L-BFGS iterations over all frames at once (twice: quadratic, robust)
-    robust_px: float = 8.0          # Geman-McClure scale (a 1280x720 image): larger residuals count less and less
-    accel_m: float = 0.06           # keypoint acceleration scale, m/frame^2
-    rotation_articulated: float = 3.0   # rad: hips, knees, ankles, shoulders, elbows, spine, root
-    rotation_other: float = 0.6     # rad: clavicles, twist bones, neck, head, hands
+    iterations: int = 300           # L-BFGS iterations over all frames at once (per stage)
+    track_window: int = 20          # frames per window of the tracking that initialises the fit (0: none)
+    track_iterations: int = 80      # L-BFGS iterations per window
+    sigma_px: float = 3.0           # keypoint noise (a 1280x720 image): the reprojection's scale
+    robust_px: float = 9.0          # Geman-McClure scale: larger residuals count less and less
+    accel_m: float = 0.012          # joint acceleration scale, m/frame^2 (people: about 0.01 rms at 24 fps)
+    rotation_articulated: float = 3.0   # rad: hips, knees, ankles, shoulders, elbows, root
+    rotation_spine: float = 0.3     # rad per spine bone, bending forward
+    sideways_rad: float = 0.1       # spine bones bending sideways or twisting, the pelvis rolling
+    hip_rad: float = 0.15           # thighs turning out/in or about their axis (walking, sitting: < 0.2)
+    balance_m: float = 0.04         # the pelvis over its feet, sideways (people keep their balance)
+    arm_side_m: float = 0.1         # elbows and wrists out to the side of their shoulder
+    rotation_other: float = 0.15    # rad: clavicles (and the bones the fit does not turn)
     ground_m: float = 0.01          # ankles on their support
+    skate_m: float = 0.003          # a planted ankle's travel per frame
+    limit_rad: float = 0.05         # knee range and shoulder extension (soft joint limits)
     hinge_rad: float = 0.2          # knees and elbows turn about their hinge axis only
     planted_speed: float = 0.15     # m/s: an ankle slower than this is taken to stand on its support
+    replant: bool = True            # a third stage with the feet planted from the fit's own 3D ankles
+    anchor_m: float = 0.02          # the first frame's root over its known floor point (first_root)
+    anchor_rad: float = 0.05        # and facing its known way
     heading_candidates: int = 24
 
 
@@ -53,118 +84,297 @@ class HumanFit:
     bone_pos: np.ndarray     # (T,J,3)
     deltas: np.ndarray       # (T,J,3,3)
     reprojection_px: float   # mean over seen keypoints
+    planted: np.ndarray      # (T,2) weight that the left/right ankle stands on its support
+    terms: "HumanTerms"      # the final objective, for refinements that add terms on top of it
 
 
-class _Terms:
-    """The fitting objective over any window of frames (see FitOptions for the scales)."""
+class HumanTerms:
+    """The fitting objective over any window of frames (see FitOptions for the scales); each term
+    is a negative log-likelihood up to a constant, so the optimum is a MAP estimate."""
 
     def __init__(self, obs: Observations, camera: PinholeCamera, rig: TorchRig,
-                 support_height: Callable[[np.ndarray], np.ndarray], options: FitOptions) -> None:
+                 support_height: Callable[[np.ndarray], np.ndarray], options: FitOptions,
+                 first_root: np.ndarray | None = None) -> None:
         self.rig, self.options, self.support_height = rig, options, support_height
         self.planted = torch.zeros((obs.frames, 2), dtype=torch.float64)
         self.kp = torch.tensor(obs.keypoints, dtype=torch.float64)
-        conf = torch.tensor(obs.keypoint_conf, dtype=torch.float64)
-        self.weight = conf / conf.sum(-1, keepdim=True).clamp(min=1.0)  # per frame
+        self.weight = torch.tensor(obs.keypoint_conf, dtype=torch.float64)
         self.K = torch.tensor(camera.K)
         self.R_wc, self.t_wc = torch.tensor(camera.T_world_cam[:3, :3]), torch.tensor(camera.T_world_cam[:3, 3])
         self.f = float(camera.K[0, 0])
-        self.s2 = (options.robust_px * camera.height / 720 / self.f) ** 2  # normalised image units
-        self.prior = torch.full((rig.bones,), options.rotation_other ** -2, dtype=torch.float64)
-        for name in ARTICULATED:
-            if name in rig.names:
-                self.prior[rig.names.index(name)] = options.rotation_articulated ** -2
-        self.prior[0] = 0.0
+        px = camera.height / 720 / self.f  # a 1280x720 pixel in normalised image units
+        self.sigma2, self.robust2 = (options.sigma_px * px) ** 2, (options.robust_px * px) ** 2
+        self.prior = _priors(rig, options)
         self.hinge_bones, self.hinge_axes = _hinges(rig)
         self.rest_ankle = _rest_height(rig, "left_ankle")
         self.robust = False
+        self.floor: torch.Tensor | None = None
+        self.chest = rig.names.index("spine01") if "spine01" in rig.names else 0
+        self.arms = [(rig.joint_bones[f"{side}_shoulder"], rig.joint_bones[f"{side}_elbow"]) for side in ("left", "right")]
+        self.arm_chains = [tuple(rig.joint_bones[f"{side}_{joint}"] for joint in ("shoulder", "elbow", "wrist"))
+                           for side in ("left", "right")]
+        self.tracked = sorted(set(rig.joint_bones.values()))
+        self.free = [rig.names.index(name) for name in FREE if name in rig.names]
+        self.pelvis = rig.joint_bones["pelvis"]
+        self.ankles = rig.joint_bones["left_ankle"], rig.joint_bones["right_ankle"]
+        self.first: tuple[torch.Tensor, torch.Tensor] | None = None
+        if first_root is not None:
+            placement = torch.tensor(np.asarray(first_root, float))
+            self.first = placement[:3, :3], placement[:2, 3]
+
+    def _limits(self, pos: torch.Tensor, deltas: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """(T,) squared excess beyond the joint limits: knees bend one way only (flexion is a
+        negative turn about the hinge axis, from -0.13 to -2.4 rad in every template's ground
+        truth), and an upper arm points at most LIMB_BACK behind the chest (anatomical shoulder
+        extension; it removes the forward/backward arm flip that a side view cannot tell)."""
+        knee = (local[:, self.hinge_bones[:2]] * self.hinge_axes[:2]).sum(-1)
+        excess = (torch.relu(knee) ** 2 + torch.relu(-knee - KNEE_MAX_RAD) ** 2).sum(-1)
+        for shoulder, elbow in self.arms:
+            arm = pos[:, elbow] - pos[:, shoulder]
+            forward = (deltas[:, self.chest, :, 0] * arm).sum(-1) / arm.norm(dim=-1).clamp(min=1e-6)
+            excess = excess + torch.relu(-forward - LIMB_BACK) ** 2
+        return excess
+
+    def _upright(self, pos: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+        """(T,) the pelvis neither rolls sideways nor leaves the space over its feet sideways. A
+        side view shows sideways lean only by foreshortening, so without this the body tilts
+        toward or away from the camera about its planted feet."""
+        o = self.options
+        left = deltas[:, 0, :, 1]  # the pelvis' left axis (the character faces +x at rest)
+        between = pos[:, self.pelvis] - (pos[:, self.ankles[0]] + pos[:, self.ankles[1]]) / 2
+        return left[:, 2] ** 2 / o.sideways_rad ** 2 + ((between * left).sum(-1) / o.balance_m) ** 2
+
+    def _arms(self, pos: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+        """(T,) elbows and wrists stay near the vertical plane through their shoulder: arms hang
+        by the body and hands work in front of it (the rig's A-pose rest is no resting pose). A
+        side view cannot tell a hand beside the body from one in front of it: this does."""
+        left = deltas[:, self.chest, :, 1]
+        cost = pos.new_zeros(len(pos))
+        for shoulder, elbow, wrist in self.arm_chains:
+            for joint in (elbow, wrist):
+                cost = cost + ((pos[:, joint] - pos[:, shoulder]) * left).sum(-1) ** 2
+        return cost / self.options.arm_side_m ** 2
+
+    def _anchor(self, root: torch.Tensor, deltas: torch.Tensor, frames: slice) -> torch.Tensor:
+        """The known placement of the first frame (the scene's T_world_root): its root over the
+        same floor point and facing the same way. It fixes the depth and the heading that a
+        single view leaves weakly determined; smoothness and planted feet carry them on."""
+        if self.first is None or frames.start not in (None, 0):
+            return root.new_zeros(())
+        rotation, xy = self.first
+        o = self.options
+        turn = ((deltas[0, 0, :2, 0] - rotation[:2, 0]) ** 2).sum() / o.anchor_rad ** 2
+        return ((root[0, :2] - xy) ** 2).sum() / o.anchor_m ** 2 + turn
 
     def __call__(self, root: torch.Tensor, local: torch.Tensor, frames: slice,
                  before: torch.Tensor | None = None) -> torch.Tensor:
-        """Objective of frames[frames] posed by (root, local); `before` (2,K,3): the keypoints of
-        the two preceding frames, held fixed (tracking)."""
+        """Objective of frames[frames] posed by (root, local); `before` (2,B,3): the tracked bone
+        origins of the two preceding frames, held fixed (tracking)."""
+        return sum(self.parts(root, local, frames, before).values())
+
+    def parts(self, root: torch.Tensor, local: torch.Tensor, frames: slice,
+              before: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The objective's terms by name (their sum is the objective), to weigh them against each other."""
         o = self.options
-        pos, _ = self.rig.forward(root, local)
+        pos, deltas = self.rig.forward(root, local)
         joints = self.rig.joints(pos, KEYPOINTS)
         uv = _project(joints, self.K, self.R_wc, self.t_wc)
         r2 = ((uv - self.kp[frames]) ** 2).sum(-1) / self.f ** 2
         # Quadratic first (it pulls from anywhere), then Geman-McClure (outliers stop mattering).
-        reproj = (self.weight[frames] * (r2 / (r2 + self.s2) if self.robust else r2 / self.s2)).sum(-1)
-        track = joints if before is None else torch.cat([before, joints], 0)
+        scaled = r2 / self.sigma2
+        if self.robust:
+            scaled = scaled * self.robust2 / (r2 + self.robust2)
+        reproj = (self.weight[frames] * scaled).sum(-1)
+        track = pos[:, self.tracked]
+        track = track if before is None else torch.cat([before, track], 0)
         acc = track[2:] - 2 * track[1:-1] + track[:-2]
         smooth = (acc ** 2).sum(-1).sum(-1) / o.accel_m ** 2
-        pose = (self.prior * (local ** 2).sum(-1)).sum(-1)
+        pose = (self.prior * local ** 2).sum(-1).sum(-1) + self._upright(pos, deltas) + self._arms(pos, deltas)
         hinge = local[:, self.hinge_bones]
         off = hinge - (hinge * self.hinge_axes).sum(-1, keepdim=True) * self.hinge_axes
         pose = pose + (off ** 2).sum(-1).sum(-1) / o.hinge_rad ** 2
-        ankles = self.rig.joints(pos, ("left_ankle", "right_ankle"))
-        floor = torch.tensor(self.support_height(ankles.detach().numpy().reshape(-1, 3)).reshape(-1, 2))
-        height = ankles[..., 2] - floor - self.rest_ankle
-        lowest = -0.01 * torch.logsumexp(-height / 0.01, dim=1)  # soft minimum over the two feet
+        pose = pose + self._limits(pos, deltas, local) / o.limit_rad ** 2
+        height = self.ankle_heights(pos, frames)
+        lowest = -0.003 * torch.logsumexp(-height / 0.003, dim=1)  # soft minimum over the two feet
         planted = self.planted[frames]  # a foot that hardly moves stands on its support (feet contact)
         ground = ((torch.relu(-height) ** 2).sum(-1) + lowest ** 2 + (planted * height ** 2).sum(-1)) / o.ground_m ** 2
-        return (reproj * len(KEYPOINTS)).sum() + smooth.sum() + pose.sum() + ground.sum()
+        # ... and stays where it stands: depth found in one frame carries over to the next ones.
+        ankles = self.rig.joints(pos, ("left_ankle", "right_ankle"))
+        still = torch.minimum(planted[1:], planted[:-1])
+        skate = (still * ((ankles[1:] - ankles[:-1]) ** 2).sum(-1)).sum() / o.skate_m ** 2
+        return {"reprojection": reproj.sum(), "smoothness": smooth.sum(), "pose": pose.sum(), "ground": ground.sum(),
+                "skate": skate,                 "anchor": self._anchor(root, deltas, frames)}
+
+    def ankle_heights(self, pos: torch.Tensor, frames: slice) -> torch.Tensor:
+        """(T,2) height of each ankle above where it would stand on the support below it (the
+        support as last looked up: see `look_down`)."""
+        ankles = self.rig.joints(pos, ("left_ankle", "right_ankle"))
+        floor = self.floor[frames] if self.floor is not None else self._support(ankles)
+        return ankles[..., 2] - floor - self.rest_ankle
+
+    def look_down(self, pos: torch.Tensor, frames: slice = slice(None)) -> None:
+        """Fix the support height under each ankle of frames[frames] posed at `pos`. A support
+        map is a step function of position (stairs, a curb, a chair): looked up during L-BFGS, it
+        would change the objective under the line search at every edge that an ankle crosses."""
+        if self.floor is None:
+            self.floor = torch.zeros(self.planted.shape, dtype=torch.float64)
+        self.floor[frames] = self._support(self.rig.joints(pos.detach(), ("left_ankle", "right_ankle")))
+
+    def _support(self, ankles: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(self.support_height(ankles.detach().numpy().reshape(-1, 3)).reshape(-1, 2))
 
 
-def planted_feet(obs: Observations, camera: PinholeCamera, roots: np.ndarray, speed_m_s: float) -> np.ndarray:
+def planted_feet(obs: Observations, camera: PinholeCamera, roots: np.ndarray, speed_m_s: float,
+                 window: int = 9) -> np.ndarray:
     """(T,2) weight in [0,1] that each ankle stands still, from its image speed turned into metres
-    at the body's depth (fixed for the fit: the objective must not change under L-BFGS)."""
+    at the body's depth (fixed for the fit: the objective must not change under L-BFGS). The speed
+    is the slope of a line fitted over `window` frames: a frame-to-frame difference of noisy
+    detections (3 px at 24 fps is 0.5 m/s at 3 m) would hide every planted foot."""
     idx = [obs.keypoint_names.index(k) for k in ("left_ankle", "right_ankle")]
     uv, conf = obs.keypoints[:, idx], obs.keypoint_conf[:, idx]
     depth = camera.world_to_camera(roots)[:, 2]
-    speed_px = np.zeros((obs.frames, 2))
-    speed_px[1:] = np.linalg.norm(np.diff(uv, axis=0), axis=-1) * obs.fps
-    speed_px[0] = speed_px[1] if obs.frames > 1 else 0.0
-    speed = speed_px * depth[:, None] / camera.K[0, 0]
-    seen = (conf > 0) & np.vstack([conf[:1] > 0, conf[:-1] > 0])
-    return np.where(seen, np.exp(-(speed / speed_m_s) ** 2), 0.0)
+    T = obs.frames
+    weight = np.zeros((T, 2))
+    for k in range(2):
+        seen = conf[:, k] > 0
+        if seen.sum() < 2:
+            continue
+        track = np.stack([np.interp(np.arange(T), np.flatnonzero(seen), uv[seen, k, d]) for d in range(2)], 1)
+        speed = _speed(track, obs.fps, window) * depth / camera.K[0, 0]
+        weight[:, k] = np.where(seen, np.exp(-(speed / speed_m_s) ** 2), 0.0)
+    return weight
 
 
-def _lbfgs(params: list[torch.Tensor], objective: Callable[[], torch.Tensor], iterations: int) -> None:
-    optimiser = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=30,
-                                  line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
+def planted_from_fit(ankles: np.ndarray, heights: np.ndarray, fps: float, speed_m_s: float,
+                     height_m: float = 0.03, window: int = 9) -> np.ndarray:
+    """(T,2) weight that each ankle stands on its support, from a first fit's 3D ankle tracks:
+    slow and low. Unlike image speed it sees a foot that moves along the viewing ray, and it
+    does not plant a foot that is lifted but still."""
+    speed = np.stack([_speed(ankles[:, k], fps, window) for k in range(2)], 1)
+    return np.exp(-(speed / speed_m_s) ** 2 - (np.maximum(heights, 0.0) / height_m) ** 2)
 
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
 
-    optimiser.step(closure)
+def _speed(track: np.ndarray, fps: float, window: int) -> np.ndarray:
+    """(T,) speed of a (T,D) track: the slope of a line fitted over `window` frames."""
+    from scipy.signal import savgol_filter
+
+    T = len(track)
+    window = min(window, T - (1 - T % 2))
+    if window < 3:
+        return np.zeros(T)
+    velocity = savgol_filter(track, window, 1, deriv=1, axis=0, mode="interp") * fps
+    return np.linalg.norm(velocity, axis=-1)
 
 
 def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_height: Callable[[np.ndarray], np.ndarray],
               options: FitOptions | None = None, progress: Callable[[int, int], None] | None = None,
-              init_local: np.ndarray | None = None) -> HumanFit:
-    """Root positions and bone rotations of every frame (see the module docstring)."""
+              init_local: np.ndarray | None = None, first_root: np.ndarray | None = None) -> HumanFit:
+    """Root positions and bone rotations of every frame (see the module docstring). `first_root`
+    (4,4): the character's known placement at the first frame (the scene's T_world_root)."""
     options = options or FitOptions()
     T = obs.frames
-    terms = _Terms(obs, camera, rig, support_height, options)
-    root0, yaw0 = _initial_roots(obs, camera, rig, options)
+    terms = HumanTerms(obs, camera, rig, support_height, options, first_root)
+    root0, yaw0 = _initial_roots(obs, camera, rig, options, first_root)
     terms.planted = torch.tensor(planted_feet(obs, camera, root0, options.planted_speed))
     if init_local is None:
         local_np = np.zeros((T, rig.bones, 3))
         local_np[:, 0, 2] = yaw0
     else:  # a known starting pose (a previous fit, or the ground truth in tests)
         local_np = init_local
-    root_np = root0
-    root = torch.tensor(root_np, requires_grad=True)
-    local = torch.tensor(local_np, requires_grad=True)
-    for stage, terms.robust in enumerate((False, True)):
-        _lbfgs([root, local], lambda: terms(root, local, slice(None)), options.iterations)
+    root = torch.tensor(root0, requires_grad=True)
+    free = terms.free
+    held = torch.tensor(local_np)
+    turns = held[:, free].clone().requires_grad_(True)
+
+    def posed() -> torch.Tensor:
+        local = held.clone()
+        local[:, free] = turns
+        return local
+
+    if init_local is None and options.track_window > 0:
+        _track(terms, root, turns, posed, yaw0, options)
+    stages = [False, True, True] if options.replant else [False, True]
+    for stage, robust in enumerate(stages):
+        with torch.no_grad():
+            pos, _ = rig.forward(root, posed())
+        terms.look_down(pos)
+        if stage == 2:  # feet planted where the fit found them slow and low, not where the image says
+            heights = terms.ankle_heights(pos, slice(None)).numpy()
+            ankles = rig.joints(pos, ("left_ankle", "right_ankle")).numpy()
+            terms.planted = torch.tensor(planted_from_fit(ankles, heights, obs.fps, options.planted_speed))
+        terms.robust = robust
+        minimise([root, turns], lambda: terms(root, posed(), slice(None)), options.iterations)
         if progress:
-            progress(stage + 1, 2)
+            progress(stage + 1, len(stages))
     with torch.no_grad():
+        local = posed()
         pos, deltas = rig.forward(root, local)
         uv = _project(rig.joints(pos, KEYPOINTS), terms.K, terms.R_wc, terms.t_wc)
         err = torch.linalg.norm(uv - terms.kp, dim=-1)[torch.tensor(obs.keypoint_conf) > 0]
     return HumanFit(root.detach().numpy(), local.detach().numpy(), pos.numpy(), deltas.numpy(),
-                    float(err.mean()) if err.numel() else float("nan"))
+                    float(err.mean()) if err.numel() else float("nan"), terms.planted.numpy(), terms)
+
+
+def _track(terms: HumanTerms, root: torch.Tensor, turns: torch.Tensor, posed: Callable[[], torch.Tensor],
+           headings: np.ndarray, options: FitOptions) -> None:
+    """Initialise (root, turns) in place by fitting short windows of frames in order, each started
+    from the pose that ended the one before, moved along the torso-size root track and turned
+    along the heading track (someone turning round to sit turns faster than a window). Fitted
+    all at once from rest, a body that bends far from rest (squatting, placing) falls into a
+    wrong depth; followed from the known first frame, it stays in its basin."""
+    T, W = len(root), options.track_window
+    guess = root.detach().clone()
+    for start in range(0, T, W):
+        frames = slice(start, min(start + W, T))
+        with torch.no_grad():
+            if start > 0:
+                root[frames] = root[start - 1] + guess[frames] - guess[start - 1]
+                turns[frames] = turns[start - 1]
+                held = terms.parts(root[frames], posed()[frames], frames)["reprojection"]
+                turn = Rotation.from_euler("z", (headings[frames] - headings[start - 1])[:, None])
+                turns[frames, 0] = torch.tensor((turn * Rotation.from_rotvec(turns[start - 1, 0].numpy())).as_rotvec())
+                if terms.parts(root[frames], posed()[frames], frames)["reprojection"] > held:  # it can flip
+                    turns[frames, 0] = turns[start - 1, 0]
+            pos, _ = terms.rig.forward(root[frames], posed()[frames])
+        terms.look_down(pos, frames)
+        before = None
+        if start >= 2:
+            with torch.no_grad():
+                back = slice(start - 2, start)
+                before = terms.rig.forward(root[back], posed()[back])[0][:, terms.tracked]
+        r = root[frames].detach().clone().requires_grad_(True)
+        t = turns[frames].detach().clone().requires_grad_(True)
+
+        def window(r: torch.Tensor = r, t: torch.Tensor = t, frames: slice = frames, before=before) -> torch.Tensor:
+            local = posed()[frames].detach().clone()
+            local[:, terms.free] = t
+            return terms(r, local, frames, before)
+
+        minimise([r, t], window, options.track_iterations)
+        with torch.no_grad():
+            root[frames], turns[frames] = r, t
 
 
 def _project(points: torch.Tensor, K: torch.Tensor, R_wc: torch.Tensor, t_wc: torch.Tensor) -> torch.Tensor:
     cam = (points - t_wc) @ R_wc
     z = cam[..., 2:].clamp(min=1e-3)
     return (cam[..., :2] / z) @ K[:2, :2].T + K[:2, 2]
+
+
+def _priors(rig: TorchRig, options: FitOptions) -> torch.Tensor:
+    """(J,3) inverse variances of each bone's rest-relative turn about the character's forward,
+    left and up axes (turns of a bone are in its parent's rest frame, which faces +x like the
+    character). The root's turn is free: its heading and pitch are what the fit is for."""
+    o = options
+    prior = torch.full((rig.bones, 3), o.rotation_other ** -2, dtype=torch.float64)
+    sigmas = {name: (o.rotation_articulated,) * 3 for name in ARTICULATED}
+    sigmas.update({name: (o.sideways_rad, o.rotation_spine, o.sideways_rad) for name in SPINE})
+    sigmas.update({name: (o.hip_rad, o.rotation_articulated, o.hip_rad) for name in ("upperleg01.L", "upperleg01.R")})
+    for name, sigma in sigmas.items():
+        if name in rig.names:
+            prior[rig.names.index(name)] = torch.tensor(sigma, dtype=torch.float64) ** -2
+    prior[0] = 0.0
+    return prior
 
 
 def _hinges(rig: TorchRig) -> tuple[list[int], torch.Tensor]:
@@ -189,9 +399,10 @@ def _rest_height(rig: TorchRig, name: str) -> float:
     return float(rig.offsets[0, 2] + pos[0, rig.joint_bones[name], 2])
 
 
-def _initial_roots(obs: Observations, camera: PinholeCamera, rig: TorchRig, options: FitOptions
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame root position from torso size and hip ray, and heading from turned rest poses."""
+def _initial_roots(obs: Observations, camera: PinholeCamera, rig: TorchRig, options: FitOptions,
+                   first_root: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame root position from torso size and hip ray, and heading from turned rest poses;
+    a known first placement replaces the first frames' guess (torso size is a poor depth gauge)."""
     T = obs.frames
     idx = {k: i for i, k in enumerate(obs.keypoint_names)}
     zero = torch.zeros((1, rig.bones, 3), dtype=torch.float64)
@@ -217,7 +428,12 @@ def _initial_roots(obs: Observations, camera: PinholeCamera, rig: TorchRig, opti
         hips = camera.position + ray * depth / max(float(ray @ forward), 1e-3)
         roots[t] = hips + root_from_hips
     roots = _fill(roots)
+    if first_root is not None:
+        roots[:, :2] += first_root[:2, 3] - roots[0, :2]  # the whole track shifted onto it
     yaws = _headings(obs, camera, rig, roots, options.heading_candidates)
+    if first_root is not None:  # the unwrapped track through the known first heading
+        known = float(np.arctan2(first_root[1, 0], first_root[0, 0]))
+        yaws = yaws + known - yaws[0]
     return roots, yaws
 
 

@@ -18,6 +18,18 @@ from grail.errors import GrailError
 RAY_TOP_M = 5.0
 
 
+def static_scene(scene_xml: Path, objects: tuple[str, ...]) -> mujoco.MjModel:
+    """scene.xml without the named (movable) object bodies: the environment they move in."""
+    try:
+        spec = mujoco.MjSpec.from_file(str(scene_xml))
+    except Exception as err:  # MuJoCo raises ValueError for bad XML
+        raise GrailError(f"cannot load the scene ({err})", file=scene_xml) from None
+    for body in list(spec.worldbody.bodies):
+        if body.name in objects:
+            spec.delete(body)
+    return spec.compile()
+
+
 @dataclass
 class SupportMap:
     origin: np.ndarray    # (2,) x, y of cell (0, 0)
@@ -28,14 +40,7 @@ class SupportMap:
     def from_scene(cls, scene_xml: Path, centre: np.ndarray, half_extent: float = 4.0, cell: float = 0.02,
                    objects: tuple[str, ...] = ()) -> "SupportMap":
         """Heights on a square of side 2 * half_extent around `centre` (x, y)."""
-        try:
-            spec = mujoco.MjSpec.from_file(str(scene_xml))
-        except Exception as err:  # MuJoCo raises ValueError for bad XML
-            raise GrailError(f"cannot load the scene ({err})", file=scene_xml) from None
-        for body in list(spec.worldbody.bodies):
-            if body.name in objects:
-                spec.delete(body)
-        model = spec.compile()
+        model = static_scene(scene_xml, objects)
         data = mujoco.MjData(model)
         mujoco.mj_forward(model, data)
         n = int(round(2 * half_extent / cell)) + 1

@@ -17,7 +17,6 @@ import mujoco
 import numpy as np
 
 from grail import __version__
-from grail.errors import GrailError
 from grail.retarget.metrics import Bounds, check, retarget_metrics
 from grail.retarget.solver import ROBOT_FRAMES, Retargeter, SolverOptions
 from grail.retarget.source import HumanMotion, load_human_motion, source_file
@@ -111,12 +110,7 @@ def retarget_sequence(seq_dir: Path, options: RetargetOptions | None = None, for
     options = options or RetargetOptions()
     robot_spec(options.robot)  # an unknown robot fails before anything else
     seq_dir = Path(seq_dir)
-    if not (seq_dir / "sequence.json").is_file():
-        raise GrailError("not a sequence directory (no sequence.json)", file=seq_dir)
-    seq = Sequence.open(seq_dir)
-    if seq.status("scene") != "done":
-        raise GrailError("the scene stage has not finished: run `grail compose` first",
-                         file=seq_dir / "sequence.json", field="stages.scene")
+    seq = Sequence.open_after(seq_dir, "scene", "grail compose")
     inputs = stage_inputs(seq, options)
     return seq, seq.run_stage("robot", lambda tmp: retarget_dir(seq_dir, Path(tmp), options, progress), inputs,
                               force=force)

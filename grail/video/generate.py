@@ -124,11 +124,7 @@ def generate_sequence(seq_dir: Path, options: GenerateOptions | None = None, for
     if options.backend not in BACKENDS:
         raise GrailError(f"unknown video backend {options.backend!r} (available: {', '.join(BACKENDS)})", field="--backend")
     seq_dir = Path(seq_dir)
-    if not (seq_dir / "sequence.json").is_file():
-        raise GrailError("not a sequence directory (no sequence.json)", file=seq_dir)
-    seq = Sequence.open(seq_dir)
-    if seq.status("scene") != "done":
-        raise GrailError("the scene stage has not finished: run `grail compose` first", file=seq_dir / "sequence.json", field="stages.scene")
+    seq = Sequence.open_after(seq_dir, "scene", "grail compose")
     inputs = stage_inputs(seq, options)
     scene_dir = seq.stage_dir("scene")
     return seq, seq.run_stage("video", lambda tmp: generate_dir(scene_dir, Path(tmp), options, progress), inputs, force=force)

@@ -1,0 +1,257 @@
+"""Interaction-aware joint refinement of the human and the object (the GRAIL paper's loss):
+
+    L = λ_kp·L_kp + λ_proj·L_proj + λ_depth·L_depth + λ_cont·L_cont + λ_reg·L_reg
+
+- L_kp: the human fit's objective (robust keypoint reprojection with its pose priors, smoothness
+  and feet-on-support terms: grail.recon.fit_human.HumanTerms).
+- L_proj: the object's silhouette against the image's object region (grail.recon.object_track).
+- L_depth: consistency with the known environment: seen keypoints and the object are not behind
+  the environment's rendered depth at their pixel, and the object's lowest points are not below
+  the support under them.
+- L_cont: contacts from grail.recon.contacts: a touching palm keeps its place on the object over
+  each contact interval (the grasp is rigid) at its first-seen spot; an untouched object stays still
+  and rests on its support; the first frame holds the scene's object pose.
+- L_reg: object acceleration and angular acceleration.
+
+Every term is a squared residual over a stated scale (RefineWeights), so a residual of one scale
+costs one; λ = 0 removes a term, which is how the ablations run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import trimesh
+
+from grail.recon.body import TorchRig, rotvec_to_matrix
+from grail.recon.contacts import HAND_HALF_THICKNESS_M, ContactLabels
+from grail.recon.keypoints import KEYPOINTS
+from grail.recon.observations import Observations
+from grail.recon.optim import minimise
+from grail.scene.camera import PinholeCamera
+
+
+@dataclass
+class RefineWeights:
+    kp: float = 1.0
+    proj: float = 1.0
+    depth: float = 1.0
+    cont: float = 1.0
+    reg: float = 1.0
+
+
+@dataclass
+class RefineOptions:
+    weights: RefineWeights = field(default_factory=RefineWeights)
+    iterations: int = 60
+    depth_m: float = 0.02          # behind the environment / below the support
+    grasp_m: float = 0.01          # palm drifting on the object while touching
+    static_m: float = 0.002        # untouched object moving between frames
+    static_rad: float = 0.01
+    first_m: float = 0.002         # first frame against the scene's object pose
+    accel_m: float = 0.01          # object acceleration, m/frame^2
+    accel_rad: float = 0.05        # rad/frame^2
+    proj_scale: float = 1.0        # silhouette energy units per cost unit
+    proj_stride: int = 2           # every other frame of the image term (neighbours move together)
+
+
+@dataclass
+class ObjectState:
+    """Object poses being refined: world position (T,3) and world rotation vector (T,3)."""
+
+    pos: torch.Tensor
+    rotvec: torch.Tensor
+
+    def rotation(self) -> torch.Tensor:
+        return rotvec_to_matrix(self.rotvec)
+
+
+@dataclass
+class SceneTerms:
+    """What the environment and the object contribute, fixed during the refinement."""
+
+    camera: PinholeCamera
+    env_depth: np.ndarray                    # (H,W) metres along the optical axis; inf where empty
+    support: Callable[[np.ndarray], np.ndarray]
+    hull: np.ndarray                         # (V,3) object hull vertices in its body frame
+    mesh: trimesh.Trimesh | None             # the object's surface in its body frame
+    pos0: np.ndarray                         # the scene's object pose (first frame)
+    rotvec0: np.ndarray
+
+
+def project(points: torch.Tensor, camera: PinholeCamera) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels (...,2) and depth (...) of world points."""
+    R = torch.as_tensor(camera.T_world_cam[:3, :3])
+    t = torch.as_tensor(camera.T_world_cam[:3, 3])
+    K = torch.as_tensor(camera.K)
+    cam = (points - t) @ R
+    z = cam[..., 2]
+    uv = cam[..., :2] / z.clamp(min=1e-3)[..., None] @ K[:2, :2].T + K[:2, 2]
+    return uv, z
+
+
+def sample_depth(depth: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Nearest-pixel lookup of a depth image at pixels uv (...,2); outside the image: inf."""
+    H, W = depth.shape
+    u, v = uv[..., 0].detach().round().long(), uv[..., 1].detach().round().long()
+    inside = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    d = depth[v.clamp(0, H - 1), u.clamp(0, W - 1)]
+    return torch.where(inside, d, torch.full_like(d, float("inf")))
+
+
+def depth_term(joints: torch.Tensor, seen: torch.Tensor, object_pos: torch.Tensor | None, object_rot: torch.Tensor | None,
+               scene: SceneTerms | None, camera: PinholeCamera, env_depth: torch.Tensor, options: RefineOptions
+               ) -> torch.Tensor:
+    """Seen keypoints and the object centre in front of the environment; object hull above its support."""
+    uv, z = project(joints, camera)
+    behind = torch.relu(z - sample_depth(env_depth, uv)) * seen
+    cost = (torch.nan_to_num(behind, posinf=0.0) ** 2).sum()
+    if object_pos is not None and scene is not None:
+        uv_o, z_o = project(object_pos, camera)
+        cost = cost + (torch.nan_to_num(torch.relu(z_o - sample_depth(env_depth, uv_o)), posinf=0.0) ** 2).sum()
+        hull = object_pos[:, None] + torch.einsum("tij,vj->tvi", object_rot, torch.as_tensor(scene.hull))
+        floor = torch.as_tensor(scene.support(hull.detach().reshape(-1, 3).numpy()).reshape(hull.shape[:2]))
+        cost = cost + (torch.relu(floor - hull[..., 2]) ** 2).sum()
+    return cost / options.depth_m ** 2
+
+
+def grasp_targets(palms: np.ndarray, obj_pos: np.ndarray, obj_rot: np.ndarray, contacts: ContactLabels,
+                  mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
+    """Per hand and frame, the palm centre's place on the object (object frame) held over each
+    contact interval: the surface point nearest the mean of its initial estimate, a hand's half
+    thickness out (the palm touches the surface). Returns (T,2,3) targets and (T,2) mask."""
+    T = len(palms)
+    local = np.einsum("tji,tkj->tki", obj_rot, palms - obj_pos[:, None])
+    targets, mask = np.zeros((T, 2, 3)), np.zeros((T, 2), bool)
+    for k, name in enumerate(("left_hand", "right_hand")):
+        flags = contacts.of(name)
+        t = 0
+        while t < T:
+            if not flags[t]:
+                t += 1
+                continue
+            end = t
+            while end < T and flags[end]:
+                end += 1
+            targets[t:end, k] = _on_surface(mesh, local[t:end, k].mean(axis=0))
+            mask[t:end, k] = True
+            t = end
+    return targets, mask
+
+
+def _on_surface(mesh: trimesh.Trimesh, point: np.ndarray) -> np.ndarray:
+    """The palm centre touching the surface where `point` (object frame) is nearest to it."""
+    closest, _, face = trimesh.proximity.closest_point(mesh, point[None])
+    out = point - closest[0]
+    normal = out / np.linalg.norm(out) if np.linalg.norm(out) > 1e-6 else mesh.face_normals[face[0]]
+    if mesh.is_watertight and mesh.contains(point[None])[0]:
+        normal = mesh.face_normals[face[0]]
+    return closest[0] + HAND_HALF_THICKNESS_M * normal
+
+
+def contact_term(palms: torch.Tensor, state: ObjectState, rot: torch.Tensor, contacts: ContactLabels,
+                 targets: torch.Tensor, mask: torch.Tensor, scene: SceneTerms, options: RefineOptions) -> torch.Tensor:
+    """Rigid grasp, untouched object still and on its support, first frame at the scene's pose."""
+    local = torch.einsum("tji,tkj->tki", rot, palms - state.pos[:, None])
+    cost = (((local - targets) ** 2).sum(-1) * mask).sum() / options.grasp_m ** 2
+    free = torch.as_tensor(~contacts.held.any(axis=1))
+    still = free[1:] & free[:-1]
+    cost = cost + (((state.pos[1:] - state.pos[:-1]) ** 2).sum(-1) * still).sum() / options.static_m ** 2
+    cost = cost + (((state.rotvec[1:] - state.rotvec[:-1]) ** 2).sum(-1) * still).sum() / options.static_rad ** 2
+    cost = cost + ((state.pos[0] - torch.as_tensor(scene.pos0)) ** 2).sum() / options.first_m ** 2
+    cost = cost + ((state.rotvec[0] - torch.as_tensor(scene.rotvec0)) ** 2).sum() / options.static_rad ** 2
+    return cost
+
+
+def proj_frames(contacts: ContactLabels, T: int, stride: int) -> np.ndarray:
+    """Frames whose image term counts: from just before the first touch on (the untouched object
+    before it is pinned by its known first pose and the stillness term), every `stride`-th."""
+    held = np.flatnonzero(contacts.held.any(axis=1)) if contacts.held.size else np.array([], int)
+    start = max(0, int(held[0]) - stride) if len(held) else 0
+    return np.arange(start, T, stride)
+
+
+def regulariser(state: ObjectState, options: RefineOptions) -> torch.Tensor:
+    acc = state.pos[2:] - 2 * state.pos[1:-1] + state.pos[:-2]
+    ang = state.rotvec[2:] - 2 * state.rotvec[1:-1] + state.rotvec[:-2]
+    return (acc ** 2).sum() / options.accel_m ** 2 + (ang ** 2).sum() / options.accel_rad ** 2
+
+
+@dataclass
+class RefineResult:
+    root: np.ndarray
+    local: np.ndarray
+    object_pos: np.ndarray | None
+    object_rotvec: np.ndarray | None
+    terms: dict[str, float]      # final value of each weighted term
+
+
+def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor], rig: TorchRig,
+           obs: Observations, root: np.ndarray, local: np.ndarray, palm_offsets: np.ndarray,
+           contacts: ContactLabels, options: RefineOptions, scene: SceneTerms,
+           silhouette_energy: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+           object_pos: np.ndarray | None = None, object_rotvec: np.ndarray | None = None) -> RefineResult:
+    """Refine human (and object, when given) together; returns the refined poses and term values."""
+    w = options.weights
+    T = obs.frames
+    root_t = torch.tensor(root, requires_grad=True)
+    local_t = torch.tensor(local, requires_grad=True)
+    params = [root_t, local_t]
+    state = None
+    if object_pos is not None:
+        state = ObjectState(torch.tensor(object_pos, requires_grad=True), torch.tensor(object_rotvec, requires_grad=True))
+        params += [state.pos, state.rotvec]
+    env_depth = torch.as_tensor(scene.env_depth, dtype=torch.float64)
+    seen = torch.as_tensor(obs.keypoint_conf > 0, dtype=torch.float64)
+    offsets = torch.as_tensor(palm_offsets)
+    wrists = [rig.joint_bones[f"{side}_wrist"] for side in ("left", "right")]
+    frames = torch.as_tensor(proj_frames(contacts, T, options.proj_stride))
+    targets = mask = None
+    if state is not None:
+        with torch.no_grad():
+            p0 = _palms(rig, root_t, local_t, wrists, offsets).numpy()
+        tg, mk = grasp_targets(p0, object_pos, rotvec_to_matrix(torch.as_tensor(object_rotvec)).numpy(), contacts,
+                               scene.mesh)
+        targets, mask = torch.as_tensor(tg), torch.as_tensor(mk, dtype=torch.float64)
+
+    def parts() -> dict[str, torch.Tensor]:
+        out = {"kp": human_terms(root_t, local_t, slice(None))}
+        pos, deltas = rig.forward(root_t, local_t)
+        joints = rig.joints(pos, KEYPOINTS)
+        rot = state.rotation() if state is not None else None
+        out["depth"] = depth_term(joints, seen, state.pos if state else None, rot, scene if state else None,
+                                  scene.camera, env_depth, options)
+        if state is not None:
+            if silhouette_energy is not None:
+                out["proj"] = silhouette_energy(frames, state.pos[frames], state.rotvec[frames]).sum() \
+                    * options.proj_stride / options.proj_scale
+            palms = torch.stack([pos[:, b] + deltas[:, b] @ offsets[k] for k, b in enumerate(wrists)], 1)
+            out["cont"] = contact_term(palms, state, rot, contacts, targets, mask, scene, options)
+            out["reg"] = regulariser(state, options)
+        return out
+
+    def objective() -> torch.Tensor:
+        return sum(getattr(w, name) * value for name, value in parts().items() if getattr(w, name) > 0)
+
+    with torch.no_grad():
+        before = float(objective())
+        start = [p.detach().clone() for p in params]
+    minimise(params, objective, options.iterations)
+    with torch.no_grad():
+        after = float(objective())
+        if not np.isfinite(after) or after > before:  # a diverged line search: keep the start
+            for p, p0 in zip(params, start):
+                p.copy_(p0)
+        values = {name: float(getattr(w, name) * v) for name, v in parts().items()}
+        values["total_before"], values["total_after"] = before, min(after, before) if np.isfinite(after) else before
+    return RefineResult(root_t.detach().numpy(), local_t.detach().numpy(),
+                        state.pos.detach().numpy() if state else None,
+                        state.rotvec.detach().numpy() if state else None, values)
+
+
+def _palms(rig: TorchRig, root: torch.Tensor, local: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:
+    pos, deltas = rig.forward(root, local)
+    return torch.stack([pos[:, b] + deltas[:, b] @ offsets[k] for k, b in enumerate(wrists)], 1)

@@ -1,0 +1,348 @@
+"""The reconstruct stage: ``video/video.mp4`` + the known scene -> ``recon/`` for one sequence.
+
+1. decode the video and check it against the scene camera (grail.recon.video_input);
+2. find the person's keypoints (MediaPipe, or the oracle for benchmarks: grail.recon.perception);
+3. fit the character's pose sequence (grail.recon.fit_human);
+4. track the movable object from its known first-frame pose (grail.recon.object_track);
+5. label contacts from the motion, refine human and object jointly, and label again
+   (grail.recon.contacts, grail.recon.refine);
+6. measure, filter, and write ``hoi.npz``, ``observations.npz``, ``metrics.json`` and
+   ``overlay.mp4`` into the stage's temporary directory (renamed into place by the store).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+
+from grail.render.offscreen import select_gl_backend  # before anything below loads mujoco
+
+select_gl_backend()
+
+from grail import __version__  # noqa: E402
+from grail.errors import GrailError
+from grail.recon.body import TorchRig, rotvec_to_matrix
+from grail.recon.contacts import (ContactLabels, ContactOptions, foot_contacts, hand_contacts, label_contacts,
+                                  object_mesh, palm_surface_gap, seated)
+from grail.recon.environment import environment_depth
+from grail.recon.fit_human import FitOptions, fit_human
+from grail.recon.interaction import ColourEvidence, GripTrack, InteractionOptions, grip_track, hand_mask
+from grail.recon.hoi import build_hoi, palm_offsets, palms, rig_pose, save_hoi
+from grail.recon.keypoints import KEYPOINTS
+from grail.recon.object_track import ObjectModel, ObjectTrack, RegionTracker, SilhouetteEnergy, TrackOptions
+from grail.recon.perception import PerceptionOptions, perceive_human
+from grail.recon.quality import FilterThresholds, QualityInputs, quality_metrics
+from grail.recon.refine import RefineOptions, SceneTerms, project, refine
+from grail.recon.supports import SupportMap
+from grail.recon.video_input import VideoInput, load_video
+from grail.rotations import matrices_from_quats, quats_from_matrices
+from grail.sequence import Sequence, StageResult, hash_file
+
+STAGE = "recon"
+SUPPORT_HALF_EXTENT_M = 4.0
+
+
+@dataclass
+class ReconOptions:
+    perception: PerceptionOptions = field(default_factory=PerceptionOptions)
+    fit: FitOptions = field(default_factory=FitOptions)
+    track: TrackOptions = field(default_factory=TrackOptions)
+    contacts: ContactOptions = field(default_factory=ContactOptions)
+    interaction: InteractionOptions = field(default_factory=InteractionOptions)
+    refine: RefineOptions = field(default_factory=RefineOptions)
+    thresholds: FilterThresholds = field(default_factory=FilterThresholds)
+    refine_grid: int = 32   # image samples per window side in the joint refinement (the tracker uses 64)
+    overlay: bool = True
+    threads: int = 1
+
+
+@dataclass
+class Reconstruction:
+    """Everything the stage computed, before it is written."""
+
+    video: VideoInput
+    obs: object
+    hoi: object
+    track: ObjectTrack | None
+    object_model: ObjectModel | None
+    metrics: dict
+
+
+@dataclass
+class _Scene:
+    rig: TorchRig
+    support: SupportMap
+    placement: np.ndarray    # (4,4) T_world_root at the first frame
+    object_name: str | None
+    object_model: ObjectModel | None
+    pos0: np.ndarray | None
+    quat0: np.ndarray | None
+
+
+def stage_inputs(seq: Sequence, options: ReconOptions) -> dict[str, str]:
+    scene = seq.path / "scene"
+    inputs = {name: hash_file(scene / name) for name in ("spec.yaml", "scene.xml", "camera.json", "character.npz")}
+    inputs["video.mp4"] = hash_file(seq.path / "video" / "video.mp4")
+    if options.perception.human == "oracle" and (seq.path / "video" / "gt.npz").is_file():
+        inputs["gt.npz"] = hash_file(seq.path / "video" / "gt.npz")
+    inputs["settings"] = json.dumps(asdict(options), sort_keys=True, default=str)
+    inputs["grail"] = __version__
+    return inputs
+
+
+def movable_objects(seq_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, first-frame position, wxyz quaternion) of every non-static object in spec.yaml."""
+    path = Path(seq_dir) / "scene" / "spec.yaml"
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+        out = []
+        for k, obj in enumerate(spec.get("objects") or []):
+            if obj.get("static"):
+                continue
+            pos, quat = np.array(obj["pose"]["pos"], float), np.array(obj["pose"]["quat"], float)
+            if pos.shape != (3,) or quat.shape != (4,) or not np.all(np.isfinite(np.r_[pos, quat])):
+                raise GrailError("needs pos (3) and quat (4), finite", file=path, field=f"objects[{k}].pose")
+            out.append((str(obj["name"]), pos, quat / np.linalg.norm(quat)))
+        return out
+    except OSError as err:
+        raise GrailError(f"cannot read the scene spec ({err.strerror or err})", file=path) from None
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as err:
+        raise GrailError(f"malformed objects ({err})", file=path, field="objects") from None
+
+
+def _load_scene(seq_dir: Path) -> _Scene:
+    scene = seq_dir / "scene"
+    rig = TorchRig.load(scene / "character.npz")
+    with np.load(scene / "character.npz", allow_pickle=False) as z:
+        placement = np.array(z["T_world_root"], float)  # the character's known first-frame root pose
+    objects = movable_objects(seq_dir)
+    support = SupportMap.from_scene(scene / "scene.xml", placement[:2, 3], SUPPORT_HALF_EXTENT_M,
+                                    objects=tuple(name for name, _, _ in objects))
+    if not objects:
+        return _Scene(rig, support, placement, None, None, None, None)
+    name, pos0, quat0 = objects[0]  # the interaction object; templates have one movable object
+    return _Scene(rig, support, placement, name, ObjectModel.from_scene(scene, name), pos0, quat0)
+
+
+def reconstruct(seq_dir: Path, options: ReconOptions, progress: Callable[[int, int], None] | None = None) -> Reconstruction:
+    """Run the whole reconstruction of a sequence; nothing is written."""
+    torch.set_num_threads(options.threads)
+    seq_dir = Path(seq_dir)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    video = load_video(seq_dir)
+    scene = _load_scene(seq_dir)
+    lap("load")
+    obs = perceive_human(video, seq_dir, options.perception, progress)
+    lap("perception")
+    fit = fit_human(obs, video.camera, scene.rig, scene.support, options.fit, first_root=scene.placement)
+    lap("human_fit")
+    offsets = palm_offsets(seq_dir / "scene" / "character.npz", scene.rig)
+    root, local = fit.root_pos, fit.local
+    obj = _ObjectStart(None, None, None, None, None)
+    if scene.object_model is not None:
+        obj = _object_start(scene, video, root, local, offsets, options)
+    lap("object")
+    contacts = _contacts(scene, root, local, offsets, None, None, video.fps, options.contacts, obj.grip)
+    env = environment_depth(seq_dir / "scene" / "scene.xml", (scene.object_name,) if scene.object_name else (),
+                            video.camera.width, video.camera.height)
+    terms = SceneTerms(video.camera, env, scene.support, _hull(scene.object_model),
+                       object_mesh(scene.object_model) if scene.object_model is not None else None,
+                       scene.pos0 if scene.pos0 is not None else np.zeros(3),
+                       _rotvec(scene.quat0[None])[0] if scene.quat0 is not None else np.zeros(3))
+    result = refine(fit.terms, scene.rig, obs, root, local, offsets, contacts, options.refine, terms, obj.energy,
+                    obj.pos, obj.rotvec)
+    contacts = _contacts(scene, result.root, result.local, offsets, result.object_pos, result.object_rotvec,
+                         video.fps, options.contacts)
+    track = obj.track
+    lap("refine")
+    names = _joint_names(scene.rig)
+    object_names, object_pos, object_quat = [], np.zeros((obs.frames, 0, 3)), np.zeros((obs.frames, 0, 4))
+    if result.object_pos is not None:
+        object_names = [scene.object_name]
+        object_pos = result.object_pos[:, None]
+        object_quat = quats_from_matrices(rotvec_to_matrix(torch.as_tensor(result.object_rotvec)).numpy())[:, None]
+    hoi = build_hoi(scene.rig, result.root, result.local, video.fps, names, object_names, object_pos, object_quat, contacts)
+    metrics = _metrics(scene, obs, obj, result, offsets, contacts, video, options)
+    if obj.grip is not None:
+        metrics["interaction"] = {"grasp_frame": obj.grip.grasp, "release_frame": obj.grip.release,
+                                  "hands": [side for side, on in zip(("left", "right"), obj.grip.hands) if on]}
+    metrics["refine_terms"] = {k: round(v, 3) for k, v in result.terms.items()}
+    metrics["timings_s"] = timings
+    return Reconstruction(video, obs, hoi, track, scene.object_model, metrics)
+
+
+def reconstruct_dir(seq_dir: Path, out_dir: Path, options: ReconOptions,
+                    progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write the stage's files into out_dir; returns the stage info kept in sequence.json."""
+    t0 = time.perf_counter()
+    rec = reconstruct(seq_dir, options, progress)
+    save_hoi(out_dir / "hoi.npz", rec.hoi, rec.obs.estimator, rec.obs.oracle)
+    _save_observations(out_dir / "observations.npz", rec)
+    if options.overlay:
+        from grail.recon.overlay import write_overlay
+
+        t1 = time.perf_counter()
+        write_overlay(out_dir / "overlay.mp4", rec)
+        rec.metrics["timings_s"]["overlay"] = round(time.perf_counter() - t1, 3)
+    rec.metrics["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
+    (out_dir / "metrics.json").write_text(json.dumps(rec.metrics, indent=2) + "\n")
+    f = rec.metrics["filter"]
+    return {"frames": rec.metrics["frames"], "estimator": rec.obs.estimator, "oracle": rec.obs.oracle,
+            "passed": f["passed"], "reasons": f["reasons"], "reprojection_px": rec.metrics["human"]["reprojection_px"]}
+
+
+def reconstruct_sequence(seq_dir: Path, options: ReconOptions | None = None, force: bool = False,
+                         progress: Callable[[int, int], None] | None = None) -> tuple[Sequence, StageResult]:
+    """Run the reconstruct stage of a sequence (skipped when done and unchanged)."""
+    options = options or ReconOptions()
+    seq_dir = Path(seq_dir)
+    seq = Sequence.open_after(seq_dir, "video", "grail generate")
+    inputs = stage_inputs(seq, options)
+    return seq, seq.run_stage(STAGE, lambda tmp: reconstruct_dir(seq_dir, Path(tmp), options, progress), inputs,
+                              force=force)
+
+
+def _rotvec(quat: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_quat(np.asarray(quat)[:, [1, 2, 3, 0]]).as_rotvec()
+
+
+def _hull(model: ObjectModel | None) -> np.ndarray:
+    if model is None:
+        return np.zeros((0, 3))
+    import trimesh
+
+    return np.asarray(trimesh.Trimesh(model.vertices, model.faces, process=False).convex_hull.vertices)
+
+
+@dataclass
+class _ObjectStart:
+    """The object before the joint refinement: the region tracker's raw track (kept as an
+    observation), the image term with the fitted hands left out, and the interaction's trajectory."""
+
+    track: ObjectTrack | None
+    energy: SilhouetteEnergy | None
+    grip: GripTrack | None
+    pos: np.ndarray | None
+    rotvec: np.ndarray | None
+    evidence: ColourEvidence | None = None
+
+
+def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.ndarray, offsets: np.ndarray,
+                  options: ReconOptions) -> _ObjectStart:
+    rig, model = scene.rig, scene.object_model
+    track = RegionTracker(options.track).track(video.frames, video.camera, model, scene.pos0, scene.quat0)
+    pos, deltas = rig_pose(rig, root, local)
+    hand = palms(pos, deltas, rig, offsets)
+    bones = {k: [rig.joint_bones[f"{side}_{k}"] for side in ("left", "right")] for k in ("elbow", "wrist")}
+    wrists = pos[:, bones["wrist"]]
+    mask = hand_mask(video.camera, pos[:, bones["elbow"]], wrists, 2 * hand - wrists, options.interaction)
+    energy = SilhouetteEnergy(video.frames, video.camera, model, scene.pos0, scene.quat0,
+                              replace(options.track, grid=options.refine_grid))
+    energy.set_ignore(mask)
+    chest = rig.names.index("spine01") if "spine01" in rig.names else 0
+    evidence = ColourEvidence(energy.posterior, len(video.frames), mask)
+    grip = grip_track(model, energy.hull, scene.pos0, scene.quat0, hand, deltas[:, bones["wrist"]],
+                      deltas[:, chest, :, 2], video.camera, evidence, scene.support, video.fps, options.interaction)
+    return _ObjectStart(track, energy, grip, grip.pos, _rotvec(quats_from_matrices(grip.rot)), evidence)
+
+
+def _joint_names(rig: TorchRig) -> list[str]:
+    return sorted(rig.joint_bones)
+
+
+def _contacts(scene: _Scene, root: np.ndarray, local: np.ndarray, offsets: np.ndarray, obj_pos: np.ndarray | None,
+              obj_rotvec: np.ndarray | None, fps: float, options: ContactOptions,
+              grip: GripTrack | None = None) -> ContactLabels:
+    """Feet and seat from the motion; hands from the grip (before the refinement) or from
+    proximity and relative velocity on the refined motion."""
+    pos, deltas = rig_pose(scene.rig, root, local)
+    rig = scene.rig
+    ankles = pos[:, [rig.joint_bones["left_ankle"], rig.joint_bones["right_ankle"]]]
+    rest, _ = rig_pose(rig, np.zeros((1, 3)), np.zeros((1, rig.bones, 3)))
+    rest_ankle = float(rig.offsets[0, 2] + rest[0, rig.joint_bones["left_ankle"], 2])
+    standing = float(rest[0, 0, 2] - rest[0, rig.joint_bones["left_ankle"], 2])
+    feet = foot_contacts(ankles, scene.support, rest_ankle, fps, options)
+    seat = seated(pos[:, 0], ankles, scene.support, standing, options)
+    hands = None
+    if grip is not None:
+        hands = grip.held[:, None] & np.array(grip.hands)[None]
+    elif obj_pos is not None:
+        rot = rotvec_to_matrix(torch.as_tensor(obj_rotvec)).numpy()
+        hands = hand_contacts(palms(pos, deltas, rig, offsets), obj_pos, rot, object_mesh(scene.object_model), fps, options)
+    return label_contacts(hands, feet, seat, 1 if scene.object_model is not None else 0)
+
+
+def _metrics(scene: _Scene, obs, obj: _ObjectStart, result, offsets: np.ndarray,
+             contacts: ContactLabels, video: VideoInput, options: ReconOptions) -> dict:
+    rig = scene.rig
+    pos, deltas = rig_pose(rig, result.root, result.local)
+    joints = rig.joints(torch.as_tensor(pos), KEYPOINTS).numpy()
+    uv, _ = project(torch.as_tensor(joints), video.camera)
+    ankles = joints[:, [KEYPOINTS.index("left_ankle"), KEYPOINTS.index("right_ankle")]]
+    rest, _ = rig_pose(rig, np.zeros((1, 3)), np.zeros((1, rig.bones, 3)))
+    rest_ankle = float(rig.offsets[0, 2] + rest[0, rig.joint_bones["left_ankle"], 2])
+    T = obs.frames
+    ankle_depth = np.maximum(0.0, scene.support(ankles.reshape(-1, 3)).reshape(T, 2) + rest_ankle - ankles[..., 2])
+    palm_gap = np.full((T, 2), np.nan)
+    object_depth = np.zeros(T)
+    object_pos = score = lost = None
+    if result.object_pos is not None:
+        rot = rotvec_to_matrix(torch.as_tensor(result.object_rotvec)).numpy()
+        p = palms(pos, deltas, rig, offsets)
+        palm_gap = palm_surface_gap(object_mesh(scene.object_model), p, result.object_pos, rot)
+        hull = result.object_pos[:, None] + np.einsum("tij,vj->tvi", rot, _hull(scene.object_model))
+        object_depth = np.maximum(0.0, scene.support(hull.reshape(-1, 3)).reshape(T, -1) - hull[..., 2]).max(axis=1)
+        object_pos = result.object_pos
+        agree = np.array([obj.evidence.agreement(t, video.camera, obj.energy.hull, object_pos[t], rot[t])
+                          for t in range(T)])  # the fitted hands' pixels left out
+        # relative to frame 0 at the known first pose: how much a colour-alike table or floor
+        # confuses the colour model is the scene's, not the reconstruction's
+        baseline = obj.evidence.agreement(0, video.camera, obj.energy.hull, scene.pos0, matrices_from_quats(scene.quat0))[0]
+        relative = np.minimum(1.0, agree[:, 0] / max(baseline, 1e-6))
+        score = np.where(agree[:, 1] >= options.thresholds.visible_share, relative, np.nan)
+        lost = score < options.thresholds.lost_agreement
+    q = QualityInputs(fps=video.fps, keypoints=obs.keypoints, keypoint_conf=obs.keypoint_conf, projected=uv.numpy(),
+                      joints=joints, hip_index=(KEYPOINTS.index("left_hip"), KEYPOINTS.index("right_hip")),
+                      palm_gap=palm_gap, hand_contact=contacts.contact[:, 2:4], ankle_depth=ankle_depth,
+                      object_depth=object_depth, object_pos=object_pos, object_score=score, object_lost=lost)
+    m = quality_metrics(q, options.thresholds)
+    m.update(estimator=obs.estimator, oracle=bool(obs.oracle),
+             video={"width": video.camera.width, "height": video.camera.height, "fps": video.fps,
+                    "source_fps": video.source_fps, "source_frames": video.source_frames})
+    return m
+
+
+def _save_observations(path: Path, rec: Reconstruction) -> None:
+    """observations.npz: the keypoints, plus the raw object track (what the tracker saw)."""
+    rec.obs.save(path)
+    if rec.track is None:
+        return
+    with np.load(path, allow_pickle=False) as z:
+        arrays = dict(z)
+    arrays.update(object_track_pos=rec.track.pos, object_track_quat=rec.track.quat,
+                  object_track_score=rec.track.score, object_track_lost=rec.track.lost)
+    import io
+
+    from grail.atomic import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
