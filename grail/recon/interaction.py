@@ -32,6 +32,7 @@ from grail.scene.camera import PinholeCamera
 class InteractionOptions:
     onset_m: float = 0.06          # a palm this close to the resting object's surface ...
     onset_speed: float = 0.3       # ... and this slow (m/s) takes it: a hand still reaching has not
+    onset_far_m: float = 0.15      # no palm that close: the closest slow approach within this takes it
     release_gap_m: float = 0.04    # an object is let go only this close above a support (or it would fall)
     second_hand_m: float = 0.12    # the other palm this close at the grasp: a two-handed grip
     min_hold_frames: int = 4
@@ -71,6 +72,22 @@ def surface_distances(mesh, palms: np.ndarray, pos: np.ndarray, rot: np.ndarray)
     local = (palms.reshape(-1, 3) - pos) @ rot
     _, dist, _ = trimesh.proximity.closest_point(mesh, local)
     return np.asarray(dist).reshape(palms.shape[:2])
+
+
+def image_distances(camera: PinholeCamera, model: ObjectModel, pos0: np.ndarray, quat0: np.ndarray,
+                    palms: np.ndarray) -> np.ndarray:
+    """(T,2) how far each palm's image lies from the resting object's image, in metres at the
+    object's depth. A fitted hand's image is right to a few pixels while its depth can be off by
+    decimetres, so a hand that reaches the object shows here first."""
+    from grail.recon.object_track import silhouette
+
+    mask = silhouette(camera, model, pos0, quat0)
+    outside = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+    uv, _ = camera.project(palms.reshape(-1, 3))
+    u = np.clip(np.round(uv[:, 0]).astype(int), 0, camera.width - 1)
+    v = np.clip(np.round(uv[:, 1]).astype(int), 0, camera.height - 1)
+    depth = float(camera.world_to_camera(pos0[None])[0, 2])
+    return (outside[v, u] * depth / camera.K[0, 0]).reshape(palms.shape[:2])
 
 
 def hand_mask(camera: PinholeCamera, elbows: np.ndarray, wrists: np.ndarray, palm_tips: np.ndarray,
@@ -151,12 +168,11 @@ def grip_track(model: ObjectModel, hull: np.ndarray, pos0: np.ndarray, quat0: np
     pos = np.repeat(pos0[None], T, 0)
     rot = np.repeat(rot0[None], T, 0)
     mesh = trimesh.Trimesh(model.vertices, model.faces, process=False)
-    dist = surface_distances(mesh, palms, pos0, rot0)
+    dist = np.minimum(surface_distances(mesh, palms, pos0, rot0), image_distances(camera, model, pos0, quat0, palms))
     speed = np.linalg.norm(np.gradient(palms, axis=0), axis=-1) * fps
-    near = np.flatnonzero(((dist < options.onset_m) & (speed < options.onset_speed)).any(axis=1))
-    if not len(near) or near[0] >= T - options.min_hold_frames:
+    g = grasp_frame(dist, speed < options.onset_speed, options)
+    if g is None or g >= T - options.min_hold_frames:
         return GripTrack(pos, rot, np.zeros(T, bool), (False, False), None, None)
-    g = int(near[0])
     first = int(np.argmin(dist[g]))
     hands = tuple(bool(k == first or dist[g, k] < options.second_hand_m) for k in range(2))
     origin, frame = grip_frames(palms, wrist_rot, chest_up, hands)
@@ -173,6 +189,16 @@ def grip_track(model: ObjectModel, hull: np.ndarray, pos0: np.ndarray, quat0: np
     held = np.zeros(T, bool)
     held[g:end] = True
     return GripTrack(pos, rot, held, hands, g, release)
+
+
+def grasp_frame(dist: np.ndarray, slow: np.ndarray, options: InteractionOptions) -> int | None:
+    """The first frame a slow palm is within onset_m of the resting object; failing that (a fitted
+    hand can be several centimetres off), the closest slow approach within onset_far_m."""
+    near = np.flatnonzero(((dist < options.onset_m) & slow).any(axis=1))
+    if len(near):
+        return int(near[0])
+    closest = np.where(slow, dist, np.inf).min(axis=1)
+    return int(np.argmin(closest)) if closest.min() < options.onset_far_m else None
 
 
 def _on_support(pos: np.ndarray, rot: np.ndarray, hull: np.ndarray, support: Callable[[np.ndarray], np.ndarray],

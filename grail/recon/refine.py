@@ -47,7 +47,8 @@ class RefineWeights:
 class RefineOptions:
     weights: RefineWeights = field(default_factory=RefineWeights)
     iterations: int = 60
-    depth_m: float = 0.02          # behind the environment / below the support
+    depth_m: float = 0.02          # behind the environment's depth
+    support_m: float = 0.002       # the object's hull below its support (penetration is not allowed)
     grasp_m: float = 0.01          # palm drifting on the object while touching
     static_m: float = 0.002        # untouched object moving between frames
     static_rad: float = 0.01
@@ -114,7 +115,8 @@ def depth_term(joints: torch.Tensor, seen: torch.Tensor, object_pos: torch.Tenso
         cost = cost + (torch.nan_to_num(torch.relu(z_o - sample_depth(env_depth, uv_o)), posinf=0.0) ** 2).sum()
         hull = object_pos[:, None] + torch.einsum("tij,vj->tvi", object_rot, torch.as_tensor(scene.hull))
         floor = torch.as_tensor(scene.support(hull.detach().reshape(-1, 3).numpy()).reshape(hull.shape[:2]))
-        cost = cost + (torch.relu(floor - hull[..., 2]) ** 2).sum()
+        sunk = (torch.relu(floor - hull[..., 2]) ** 2).sum()
+        return cost / options.depth_m ** 2 + sunk / options.support_m ** 2
     return cost / options.depth_m ** 2
 
 

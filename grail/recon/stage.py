@@ -164,8 +164,11 @@ def reconstruct(seq_dir: Path, options: ReconOptions, progress: Callable[[int, i
                        object_mesh(scene.object_model) if scene.object_model is not None else None,
                        scene.pos0 if scene.pos0 is not None else np.zeros(3),
                        _rotvec(scene.quat0[None])[0] if scene.quat0 is not None else np.zeros(3))
-    result = refine(fit.terms, scene.rig, obs, root, local, offsets, contacts, options.refine, terms, obj.energy,
-                    obj.pos, obj.rotvec)
+    touched = obj.grip is not None and obj.grip.grasp is not None
+    result = refine(fit.terms, scene.rig, obs, root, local, offsets, contacts, options.refine, terms,
+                    obj.energy if touched else None, obj.pos if touched else None, obj.rotvec if touched else None)
+    if obj.pos is not None and not touched:  # never taken: it stays at its known first pose
+        result.object_pos, result.object_rotvec = obj.pos, obj.rotvec
     contacts = _contacts(scene, result.root, result.local, offsets, result.object_pos, result.object_rotvec,
                          video.fps, options.contacts)
     track = obj.track
