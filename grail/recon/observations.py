@@ -44,13 +44,14 @@ class Observations:
         if not (np.isfinite(self.fps) and self.fps > 0):
             raise GrailError(f"fps must be positive (got {self.fps})", file=where, field="fps")
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Write the file; `extra` arrays (e.g. the object tracker's raw track) go beside the keypoints."""
         self.validate(path)
         buffer = io.BytesIO()
         np.savez_compressed(buffer, fps=np.array(self.fps), width=np.array(self.width), height=np.array(self.height),
                             estimator=np.array(self.estimator), oracle=np.array(self.oracle),
                             keypoint_names=np.array(self.keypoint_names), keypoints=self.keypoints.astype(np.float32),
-                            keypoint_conf=self.keypoint_conf.astype(np.float32))
+                            keypoint_conf=self.keypoint_conf.astype(np.float32), **(extra or {}))
         write_bytes_atomic(Path(path), buffer.getvalue())
 
     @classmethod

@@ -36,6 +36,7 @@ from grail.recon.fit_human import FitOptions, fit_human
 from grail.recon.interaction import ColourEvidence, GripTrack, InteractionOptions, grip_track, hand_mask
 from grail.recon.hoi import build_hoi, palm_offsets, palms, rig_pose, save_hoi
 from grail.recon.keypoints import KEYPOINTS
+from grail.recon.observations import Observations
 from grail.recon.object_track import ObjectModel, ObjectTrack, RegionTracker, SilhouetteEnergy, TrackOptions
 from grail.recon.perception import PerceptionOptions, perceive_human
 from grail.recon.quality import FilterThresholds, QualityInputs, quality_metrics
@@ -44,6 +45,7 @@ from grail.recon.supports import SupportMap
 from grail.recon.video_input import VideoInput, load_video
 from grail.rotations import matrices_from_quats, quats_from_matrices
 from grail.sequence import Sequence, StageResult, hash_file
+from grail.video.gt import GroundTruth
 
 STAGE = "recon"
 SUPPORT_HALF_EXTENT_M = 4.0
@@ -68,8 +70,8 @@ class Reconstruction:
     """Everything the stage computed, before it is written."""
 
     video: VideoInput
-    obs: object
-    hoi: object
+    obs: Observations
+    hoi: GroundTruth
     track: ObjectTrack | None
     object_model: ObjectModel | None
     metrics: dict
@@ -270,6 +272,13 @@ def _joint_names(rig: TorchRig) -> list[str]:
     return sorted(rig.joint_bones)
 
 
+def _rest_heights(rig: TorchRig) -> tuple[float, float]:
+    """At rest: the ankle's height above the ground, and the root's height above the ankle."""
+    rest, _ = rig_pose(rig, np.zeros((1, 3)), np.zeros((1, rig.bones, 3)))
+    ankle = rest[0, rig.joint_bones["left_ankle"], 2]
+    return float(rig.offsets[0, 2] + ankle), float(rest[0, 0, 2] - ankle)
+
+
 def _contacts(scene: _Scene, root: np.ndarray, local: np.ndarray, offsets: np.ndarray, obj_pos: np.ndarray | None,
               obj_rotvec: np.ndarray | None, fps: float, options: ContactOptions,
               grip: GripTrack | None = None) -> ContactLabels:
@@ -278,9 +287,7 @@ def _contacts(scene: _Scene, root: np.ndarray, local: np.ndarray, offsets: np.nd
     pos, deltas = rig_pose(scene.rig, root, local)
     rig = scene.rig
     ankles = pos[:, [rig.joint_bones["left_ankle"], rig.joint_bones["right_ankle"]]]
-    rest, _ = rig_pose(rig, np.zeros((1, 3)), np.zeros((1, rig.bones, 3)))
-    rest_ankle = float(rig.offsets[0, 2] + rest[0, rig.joint_bones["left_ankle"], 2])
-    standing = float(rest[0, 0, 2] - rest[0, rig.joint_bones["left_ankle"], 2])
+    rest_ankle, standing = _rest_heights(rig)
     feet = foot_contacts(ankles, scene.support, rest_ankle, fps, options)
     seat = seated(pos[:, 0], ankles, scene.support, standing, options)
     hands = None
@@ -299,8 +306,7 @@ def _metrics(scene: _Scene, obs, obj: _ObjectStart, result, offsets: np.ndarray,
     joints = rig.joints(torch.as_tensor(pos), KEYPOINTS).numpy()
     uv, _ = project(torch.as_tensor(joints), video.camera)
     ankles = joints[:, [KEYPOINTS.index("left_ankle"), KEYPOINTS.index("right_ankle")]]
-    rest, _ = rig_pose(rig, np.zeros((1, 3)), np.zeros((1, rig.bones, 3)))
-    rest_ankle = float(rig.offsets[0, 2] + rest[0, rig.joint_bones["left_ankle"], 2])
+    rest_ankle, _ = _rest_heights(rig)
     T = obs.frames
     ankle_depth = np.maximum(0.0, scene.support(ankles.reshape(-1, 3)).reshape(T, 2) + rest_ankle - ankles[..., 2])
     palm_gap = np.full((T, 2), np.nan)
@@ -333,19 +339,9 @@ def _metrics(scene: _Scene, obs, obj: _ObjectStart, result, offsets: np.ndarray,
 
 
 def _save_observations(path: Path, rec: Reconstruction) -> None:
-    """observations.npz: the keypoints, plus the raw object track (what the tracker saw)."""
-    rec.obs.save(path)
-    if rec.track is None:
-        return
-    with np.load(path, allow_pickle=False) as z:
-        arrays = dict(z)
-    arrays.update(object_track_pos=rec.track.pos, object_track_quat=rec.track.quat,
-                  object_track_score=rec.track.score, object_track_lost=rec.track.lost)
-    import io
-
-    from grail.atomic import write_bytes_atomic
-
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    write_bytes_atomic(path, buffer.getvalue())
-
+    """observations.npz: the keypoints, plus the region tracker's raw object track (what it saw)."""
+    extra = None
+    if rec.track is not None:
+        extra = {"object_track_pos": rec.track.pos, "object_track_quat": rec.track.quat,
+                 "object_track_score": rec.track.score, "object_track_lost": rec.track.lost}
+    rec.obs.save(path, extra)
