@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from grail.errors import GrailError
+from grail.recon.body import rotvec_to_matrix
 from grail.rotations import matrices_from_quats, quats_from_matrices
 from grail.scene.camera import PinholeCamera
 
@@ -131,21 +132,6 @@ class ObjectTracker(Protocol):
 
 # --------------------------------------------------------------------------------------------
 # Geometry
-
-
-def so3_exp(rotvec: torch.Tensor) -> torch.Tensor:
-    """(...,3) rotation vectors -> (...,3,3) matrices, smooth through zero (autodiff-safe)."""
-    th2 = (rotvec * rotvec).sum(-1)[..., None, None]
-    small = th2 < 1e-10
-    safe = torch.where(small, torch.ones_like(th2), th2)
-    th = torch.sqrt(safe)
-    a = torch.where(small, 1.0 - th2 / 6.0, torch.sin(th) / th)
-    b = torch.where(small, 0.5 - th2 / 24.0, (1.0 - torch.cos(th)) / safe)
-    x, y, z = rotvec.unbind(-1)
-    zero = torch.zeros_like(x)
-    hat = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(rotvec.shape[:-1] + (3, 3))
-    eye = torch.eye(3, dtype=rotvec.dtype).expand_as(hat)
-    return eye + a * hat + b * (hat @ hat)
 
 
 def rotvec_from_quat(quat: np.ndarray) -> np.ndarray:
@@ -440,7 +426,7 @@ class SilhouetteEnergy:
         t_np = np.asarray(torch.as_tensor(t).detach().cpu().numpy(), np.int64).reshape(-1)
         if t_np.size and (t_np.min() < 0 or t_np.max() >= len(self.frames)):
             raise GrailError(f"frame index out of range 0..{len(self.frames) - 1}", field="t")
-        return self.energy_R(t_np, pos, so3_exp(rotvec))
+        return self.energy_R(t_np, pos, rotvec_to_matrix(rotvec))
 
     def linearise(self, t: int, pos: np.ndarray, R: np.ndarray) -> tuple[float, np.ndarray]:
         """Energy of frame t at (pos, R) and its per-sample Jacobians (P,6) for a world-frame
@@ -600,7 +586,7 @@ class RegionTracker:
 
 
 def _exp_np(rotvec: np.ndarray) -> np.ndarray:
-    return so3_exp(torch.as_tensor(rotvec, dtype=torch.float64)).numpy()
+    return rotvec_to_matrix(torch.as_tensor(rotvec, dtype=torch.float64)).numpy()
 
 
 # --------------------------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     targets = mask = None
     if state is not None:
         with torch.no_grad():
-            p0 = _palms(rig, root_t, local_t, wrists, offsets).numpy()
+            p0 = _palm_points(*rig.forward(root_t, local_t), wrists, offsets).numpy()
         tg, mk = grasp_targets(p0, object_pos, rotvec_to_matrix(torch.as_tensor(object_rotvec)).numpy(), contacts,
                                scene.mesh)
         targets, mask = torch.as_tensor(tg), torch.as_tensor(mk, dtype=torch.float64)
@@ -230,7 +230,7 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
             if silhouette_energy is not None:
                 out["proj"] = silhouette_energy(frames, state.pos[frames], state.rotvec[frames]).sum() \
                     * options.proj_stride / options.proj_scale
-            palms = torch.stack([pos[:, b] + deltas[:, b] @ offsets[k] for k, b in enumerate(wrists)], 1)
+            palms = _palm_points(pos, deltas, wrists, offsets)
             out["cont"] = contact_term(palms, state, rot, contacts, targets, mask, scene, options)
             out["reg"] = regulariser(state, options)
         return out
@@ -254,6 +254,6 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
                         state.rotvec.detach().numpy() if state else None, values)
 
 
-def _palms(rig: TorchRig, root: torch.Tensor, local: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:
-    pos, deltas = rig.forward(root, local)
+def _palm_points(pos: torch.Tensor, deltas: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:
+    """(T,2,3) palm centres of posed bones (the torch twin of grail.recon.hoi.palms)."""
     return torch.stack([pos[:, b] + deltas[:, b] @ offsets[k] for k, b in enumerate(wrists)], 1)
