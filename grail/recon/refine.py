@@ -176,10 +176,29 @@ def proj_frames(contacts: ContactLabels, T: int, stride: int) -> np.ndarray:
     return np.arange(start, T, stride)
 
 
-def regulariser(state: ObjectState, options: RefineOptions) -> torch.Tensor:
+def hull_planes(mesh: trimesh.Trimesh) -> np.ndarray:
+    """(F,4) outward unit normals and offsets of the object's convex hull faces: n.x <= d inside."""
+    hull = mesh.convex_hull
+    normals = np.asarray(hull.face_normals)
+    offsets = (normals * np.asarray(hull.triangles_center)).sum(axis=1)
+    return np.concatenate([normals, offsets[:, None]], axis=1)
+
+
+def palm_clearance(palms: torch.Tensor, state: ObjectState, rot: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+    """(T,2) distance of each palm centre outside the object's hull (negative inside; the largest
+    face-plane distance, exact inside and on the faces' side regions of a convex body)."""
+    local = torch.einsum("tji,tkj->tki", rot, palms - state.pos[:, None])
+    return (local @ planes[:, :3].T - planes[:, 3]).amax(-1)
+
+
+def regulariser(state: ObjectState, options: RefineOptions, clearance: torch.Tensor | None = None) -> torch.Tensor:
+    """Object smoothness, and palms kept out of the object (penetration) in every frame."""
     acc = state.pos[2:] - 2 * state.pos[1:-1] + state.pos[:-2]
     ang = state.rotvec[2:] - 2 * state.rotvec[1:-1] + state.rotvec[:-2]
-    return (acc ** 2).sum() / options.accel_m ** 2 + (ang ** 2).sum() / options.accel_rad ** 2
+    cost = (acc ** 2).sum() / options.accel_m ** 2 + (ang ** 2).sum() / options.accel_rad ** 2
+    if clearance is not None:
+        cost = cost + (torch.relu(HAND_HALF_THICKNESS_M - clearance) ** 2).sum() / options.support_m ** 2
+    return cost
 
 
 @dataclass
@@ -212,6 +231,7 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     wrists = [rig.joint_bones[f"{side}_wrist"] for side in ("left", "right")]
     frames = torch.as_tensor(proj_frames(contacts, T, options.proj_stride))
     targets = mask = None
+    planes = torch.as_tensor(hull_planes(scene.mesh)) if scene.mesh is not None else None
     if state is not None:
         with torch.no_grad():
             p0 = _palm_points(*rig.forward(root_t, local_t), wrists, offsets).numpy()
@@ -232,7 +252,7 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
                     * options.proj_stride / options.proj_scale
             palms = _palm_points(pos, deltas, wrists, offsets)
             out["cont"] = contact_term(palms, state, rot, contacts, targets, mask, scene, options)
-            out["reg"] = regulariser(state, options)
+            out["reg"] = regulariser(state, options, palm_clearance(palms, state, rot, planes))
         return out
 
     def objective() -> torch.Tensor:
