@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from grail.errors import GrailError
-from grail.recon.contacts import ContactOptions, clean_runs, foot_contacts, hand_contacts, object_mesh
+from grail.recon.contacts import ContactOptions, clean_runs, foot_contacts, hand_contacts
 from grail.recon.body import TorchRig
 from grail.recon.hoi import palm_offsets, palms, rig_pose
 from grail.recon.keypoints import KEYPOINTS
@@ -109,7 +109,7 @@ def test_contact_labels_from_the_ground_truth_motion(rendered):
     model = ObjectModel.from_scene(scene, gt.object_names[0])
     rot = matrices_from_quats(gt.object_quat[:, 0])
     hands = hand_contacts(palms(pos, deltas, rig, palm_offsets(scene / "character.npz", rig)), gt.object_pos[:, 0],
-                          rot, object_mesh(model), gt.fps, ContactOptions())
+                          rot, model.mesh, gt.fps, ContactOptions())
     truth = gt.contact[:, 2:4]
     assert truth.any() and (hands == truth).mean() > 0.97
     support = SupportMap.from_scene(scene / "scene.xml", gt.root_pos[0, :2], 3.0, objects=tuple(gt.object_names))

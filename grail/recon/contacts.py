@@ -55,6 +55,12 @@ def speed(x: np.ndarray, fps: float) -> np.ndarray:
     return np.linalg.norm(np.gradient(x, axis=0), axis=-1) * fps
 
 
+def runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frame ranges, end exclusive, where `flags` is True."""
+    edges = np.diff(np.r_[0, np.asarray(flags, int), 0])
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
 def clean_runs(flags: np.ndarray, min_frames: int) -> np.ndarray:
     """Close False gaps and drop True runs shorter than min_frames (gaps first: a grasp seen with a
     one-frame hole is one grasp)."""
@@ -67,17 +73,6 @@ def clean_runs(flags: np.ndarray, min_frames: int) -> np.ndarray:
                     out[start:t] = not value
                 start = t
     return out
-
-
-def object_mesh(model) -> trimesh.Trimesh:
-    """The object's surface (an ObjectModel's vertices and faces, body frame), cached per model."""
-    key = id(model)
-    if key not in _MESHES:
-        _MESHES[key] = (model, trimesh.Trimesh(model.vertices, model.faces, process=False))
-    return _MESHES[key][1]
-
-
-_MESHES: dict[int, tuple[object, trimesh.Trimesh]] = {}
 
 
 def palm_surface_gap(mesh: trimesh.Trimesh, palms: np.ndarray, obj_pos: np.ndarray, obj_rot: np.ndarray) -> np.ndarray:

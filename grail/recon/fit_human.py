@@ -106,7 +106,7 @@ class HumanTerms:
         self.sigma2, self.robust2 = (options.sigma_px * px) ** 2, (options.robust_px * px) ** 2
         self.prior = _priors(rig, options)
         self.hinge_bones, self.hinge_axes = _hinges(rig)
-        self.rest_ankle = _rest_height(rig, "left_ankle")
+        self.rest_ankle = rest_height(rig, "left_ankle")
         self.robust = False
         self.floor: torch.Tensor | None = None
         self.chest = rig.names.index("spine01") if "spine01" in rig.names else 0
@@ -392,7 +392,7 @@ def _hinges(rig: TorchRig) -> tuple[list[int], torch.Tensor]:
     return bones, torch.tensor(np.array(axes))
 
 
-def _rest_height(rig: TorchRig, name: str) -> float:
+def rest_height(rig: TorchRig, name: str) -> float:
     """Height of a named joint above the ground in the rest pose (the rest root stands at its
     own offset above the feet)."""
     pos, _ = rig.forward(torch.zeros((1, 3), dtype=torch.float64), torch.zeros((1, rig.bones, 3), dtype=torch.float64))

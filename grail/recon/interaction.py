@@ -23,6 +23,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from grail.recon.contacts import surface_distance
 from grail.recon.object_track import ObjectModel
 from grail.rotations import matrices_from_quats
 from grail.scene.camera import PinholeCamera
@@ -65,13 +66,9 @@ def grip_frames(palms: np.ndarray, wrist_rot: np.ndarray, chest_up: np.ndarray, 
     return palms[:, k], wrist_rot[:, k]
 
 
-def surface_distances(mesh, palms: np.ndarray, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
+def surface_distances(model: ObjectModel, palms: np.ndarray, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
     """(T,2) palm-centre distances to the object's surface at one fixed pose."""
-    import trimesh
-
-    local = (palms.reshape(-1, 3) - pos) @ rot
-    _, dist, _ = trimesh.proximity.closest_point(mesh, local)
-    return np.asarray(dist).reshape(palms.shape[:2])
+    return surface_distance(model.mesh, (palms.reshape(-1, 3) - pos) @ rot).reshape(palms.shape[:2])
 
 
 def image_distances(camera: PinholeCamera, model: ObjectModel, pos0: np.ndarray, quat0: np.ndarray,
@@ -161,14 +158,11 @@ def grip_track(model: ObjectModel, hull: np.ndarray, pos0: np.ndarray, quat0: np
                wrist_rot: np.ndarray, chest_up: np.ndarray, camera: PinholeCamera, evidence: ColourEvidence,
                support: Callable[[np.ndarray], np.ndarray], fps: float, options: InteractionOptions) -> GripTrack:
     """The object's trajectory: at rest, then with the grip, then at rest where it was let go."""
-    import trimesh
-
     T = len(palms)
     rot0 = matrices_from_quats(quat0)
     pos = np.repeat(pos0[None], T, 0)
     rot = np.repeat(rot0[None], T, 0)
-    mesh = trimesh.Trimesh(model.vertices, model.faces, process=False)
-    dist = np.minimum(surface_distances(mesh, palms, pos0, rot0), image_distances(camera, model, pos0, quat0, palms))
+    dist = np.minimum(surface_distances(model, palms, pos0, rot0), image_distances(camera, model, pos0, quat0, palms))
     speed = np.linalg.norm(np.gradient(palms, axis=0), axis=-1) * fps
     g = grasp_frame(dist, speed < options.onset_speed, options)
     if g is None or g >= T - options.min_hold_frames:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from grail.errors import GrailError
 from grail.recon.body import rotvec_to_matrix
 from grail.rotations import matrices_from_quats, quats_from_matrices
 from grail.scene.camera import PinholeCamera
+
+if TYPE_CHECKING:
+    import trimesh
 
 Progress = Callable[[int, int], None]
 
@@ -76,6 +80,13 @@ class ObjectModel:
         if len(faces) == 0 or len(vertices) < 4 or not np.all(np.isfinite(vertices)):
             raise GrailError(f"the mesh of {name!r} has no usable geometry", file=mesh_path)
         return cls(name=name, vertices=vertices, faces=faces)
+
+    @cached_property
+    def mesh(self) -> trimesh.Trimesh:
+        """The surface as a trimesh (built once: contacts, grasps and metrics query it)."""
+        import trimesh
+
+        return trimesh.Trimesh(self.vertices, self.faces, process=False)
 
 
 def first_pose(scene_dir: Path, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from grail.errors import GrailError
+from grail.recon.contacts import runs
 from grail.recon.observations import Observations
 from grail.recon.oracle import OracleOptions, oracle_observations
 from grail.recon.video_input import VideoInput
@@ -56,16 +57,7 @@ def person_seen(obs: Observations) -> np.ndarray:
 
 def missing_runs(seen: np.ndarray) -> list[tuple[int, int]]:
     """Inclusive (first, last) frame ranges where `seen` is False."""
-    runs, start = [], None
-    for t, ok in enumerate(seen):
-        if not ok and start is None:
-            start = t
-        if ok and start is not None:
-            runs.append((start, t - 1))
-            start = None
-    if start is not None:
-        runs.append((start, len(seen) - 1))
-    return runs
+    return [(start, end - 1) for start, end in runs(~np.asarray(seen, bool))]
 
 
 def check_gaps(obs: Observations, max_gap_s: float, file: Path) -> None:

@@ -27,7 +27,7 @@ import torch
 import trimesh
 
 from grail.recon.body import TorchRig, rotvec_to_matrix
-from grail.recon.contacts import HAND_HALF_THICKNESS_M, ContactLabels
+from grail.recon.contacts import HAND_HALF_THICKNESS_M, ContactLabels, runs
 from grail.recon.keypoints import KEYPOINTS
 from grail.recon.observations import Observations
 from grail.recon.optim import minimise
@@ -129,18 +129,9 @@ def grasp_targets(palms: np.ndarray, obj_pos: np.ndarray, obj_rot: np.ndarray, c
     local = np.einsum("tji,tkj->tki", obj_rot, palms - obj_pos[:, None])
     targets, mask = np.zeros((T, 2, 3)), np.zeros((T, 2), bool)
     for k, name in enumerate(("left_hand", "right_hand")):
-        flags = contacts.of(name)
-        t = 0
-        while t < T:
-            if not flags[t]:
-                t += 1
-                continue
-            end = t
-            while end < T and flags[end]:
-                end += 1
-            targets[t:end, k] = _on_surface(mesh, local[t:end, k].mean(axis=0))
-            mask[t:end, k] = True
-            t = end
+        for start, end in runs(contacts.of(name)):
+            targets[start:end, k] = _on_surface(mesh, local[start:end, k].mean(axis=0))
+            mask[start:end, k] = True
     return targets, mask
 
 
@@ -154,10 +145,15 @@ def _on_surface(mesh: trimesh.Trimesh, point: np.ndarray) -> np.ndarray:
     return closest[0] + HAND_HALF_THICKNESS_M * normal
 
 
-def contact_term(palms: torch.Tensor, state: ObjectState, rot: torch.Tensor, contacts: ContactLabels,
-                 targets: torch.Tensor, mask: torch.Tensor, scene: SceneTerms, options: RefineOptions) -> torch.Tensor:
-    """Rigid grasp, untouched object still and on its support, first frame at the scene's pose."""
-    local = torch.einsum("tji,tkj->tki", rot, palms - state.pos[:, None])
+def palms_on_object(palms: torch.Tensor, state: ObjectState, rot: torch.Tensor) -> torch.Tensor:
+    """(T,2,3) palm centres in the object's frame."""
+    return torch.einsum("tji,tkj->tki", rot, palms - state.pos[:, None])
+
+
+def contact_term(local: torch.Tensor, state: ObjectState, contacts: ContactLabels, targets: torch.Tensor,
+                 mask: torch.Tensor, scene: SceneTerms, options: RefineOptions) -> torch.Tensor:
+    """Rigid grasp (palms in the object's frame at their targets), untouched object still, first
+    frame at the scene's pose."""
     cost = (((local - targets) ** 2).sum(-1) * mask).sum() / options.grasp_m ** 2
     free = torch.as_tensor(~contacts.held.any(axis=1))
     still = free[1:] & free[:-1]
@@ -184,10 +180,10 @@ def hull_planes(mesh: trimesh.Trimesh) -> np.ndarray:
     return np.concatenate([normals, offsets[:, None]], axis=1)
 
 
-def palm_clearance(palms: torch.Tensor, state: ObjectState, rot: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
-    """(T,2) distance of each palm centre outside the object's hull (negative inside; the largest
-    face-plane distance, exact inside and on the faces' side regions of a convex body)."""
-    local = torch.einsum("tji,tkj->tki", rot, palms - state.pos[:, None])
+def palm_clearance(local: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+    """(T,2) distance of each palm centre (object frame) outside the object's hull (negative
+    inside; the largest face-plane distance, exact inside and on the faces' side regions of a
+    convex body)."""
     return (local @ planes[:, :3].T - planes[:, 3]).amax(-1)
 
 
@@ -250,9 +246,9 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
             if silhouette_energy is not None:
                 out["proj"] = silhouette_energy(frames, state.pos[frames], state.rotvec[frames]).sum() \
                     * options.proj_stride / options.proj_scale
-            palms = _palm_points(pos, deltas, wrists, offsets)
-            out["cont"] = contact_term(palms, state, rot, contacts, targets, mask, scene, options)
-            out["reg"] = regulariser(state, options, palm_clearance(palms, state, rot, planes))
+            local = palms_on_object(_palm_points(pos, deltas, wrists, offsets), state, rot)
+            out["cont"] = contact_term(local, state, contacts, targets, mask, scene, options)
+            out["reg"] = regulariser(state, options, palm_clearance(local, planes))
         return out
 
     def objective() -> torch.Tensor:

@@ -20,30 +20,30 @@ from typing import Callable
 
 import numpy as np
 import torch
-import yaml
 
 from grail.render.offscreen import select_gl_backend  # before anything below loads mujoco
 
 select_gl_backend()
 
 from grail import __version__  # noqa: E402
-from grail.errors import GrailError
 from grail.recon.body import TorchRig, rotvec_to_matrix
 from grail.recon.contacts import (ContactLabels, ContactOptions, foot_contacts, hand_contacts, label_contacts,
-                                  object_mesh, palm_surface_gap, seated)
+                                  palm_surface_gap, seated)
 from grail.recon.environment import environment_depth
-from grail.recon.fit_human import FitOptions, fit_human
+from grail.recon.fit_human import FitOptions, fit_human, rest_height
 from grail.recon.interaction import ColourEvidence, GripTrack, InteractionOptions, grip_track, hand_mask
 from grail.recon.hoi import build_hoi, palm_offsets, palms, rig_pose, save_hoi
 from grail.recon.keypoints import KEYPOINTS
 from grail.recon.observations import Observations
-from grail.recon.object_track import ObjectModel, ObjectTrack, RegionTracker, SilhouetteEnergy, TrackOptions
+from grail.recon.object_track import (ObjectModel, ObjectTrack, RegionTracker, SilhouetteEnergy, TrackOptions,
+                                      rotvec_from_quat)
 from grail.recon.perception import PerceptionOptions, perceive_human
 from grail.recon.quality import FilterThresholds, QualityInputs, quality_metrics
 from grail.recon.refine import RefineOptions, SceneTerms, project, refine
 from grail.recon.supports import SupportMap
 from grail.recon.video_input import VideoInput, load_video
 from grail.rotations import matrices_from_quats, quats_from_matrices
+from grail.scene.spec import load_resolved
 from grail.sequence import Sequence, StageResult, hash_file
 from grail.video.gt import GroundTruth
 
@@ -101,22 +101,9 @@ def stage_inputs(seq: Sequence, options: ReconOptions) -> dict[str, str]:
 
 def movable_objects(seq_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, first-frame position, wxyz quaternion) of every non-static object in spec.yaml."""
-    path = Path(seq_dir) / "scene" / "spec.yaml"
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-        out = []
-        for k, obj in enumerate(spec.get("objects") or []):
-            if obj.get("static"):
-                continue
-            pos, quat = np.array(obj["pose"]["pos"], float), np.array(obj["pose"]["quat"], float)
-            if pos.shape != (3,) or quat.shape != (4,) or not np.all(np.isfinite(np.r_[pos, quat])):
-                raise GrailError("needs pos (3) and quat (4), finite", file=path, field=f"objects[{k}].pose")
-            out.append((str(obj["name"]), pos, quat / np.linalg.norm(quat)))
-        return out
-    except OSError as err:
-        raise GrailError(f"cannot read the scene spec ({err.strerror or err})", file=path) from None
-    except (yaml.YAMLError, KeyError, TypeError, ValueError) as err:
-        raise GrailError(f"malformed objects ({err})", file=path, field="objects") from None
+    spec = load_resolved(Path(seq_dir) / "scene" / "spec.yaml")
+    return [(o.name, np.asarray(o.pose.pos, float), np.asarray(o.pose.quat, float) / np.linalg.norm(o.pose.quat))
+            for o in spec.objects if not o.static]
 
 
 def _load_scene(seq_dir: Path) -> _Scene:
@@ -163,9 +150,9 @@ def reconstruct(seq_dir: Path, options: ReconOptions, progress: Callable[[int, i
     env = environment_depth(seq_dir / "scene" / "scene.xml", (scene.object_name,) if scene.object_name else (),
                             video.camera.width, video.camera.height)
     terms = SceneTerms(video.camera, env, scene.support, _hull(scene.object_model),
-                       object_mesh(scene.object_model) if scene.object_model is not None else None,
+                       scene.object_model.mesh if scene.object_model is not None else None,
                        scene.pos0 if scene.pos0 is not None else np.zeros(3),
-                       _rotvec(scene.quat0[None])[0] if scene.quat0 is not None else np.zeros(3))
+                       rotvec_from_quat(scene.quat0) if scene.quat0 is not None else np.zeros(3))
     touched = obj.grip is not None and obj.grip.grasp is not None
     result = refine(fit.terms, scene.rig, obs, root, local, offsets, contacts, options.refine, terms,
                     obj.energy if touched else None, obj.pos if touched else None, obj.rotvec if touched else None)
@@ -222,18 +209,8 @@ def reconstruct_sequence(seq_dir: Path, options: ReconOptions | None = None, for
                               force=force)
 
 
-def _rotvec(quat: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_quat(np.asarray(quat)[:, [1, 2, 3, 0]]).as_rotvec()
-
-
 def _hull(model: ObjectModel | None) -> np.ndarray:
-    if model is None:
-        return np.zeros((0, 3))
-    import trimesh
-
-    return np.asarray(trimesh.Trimesh(model.vertices, model.faces, process=False).convex_hull.vertices)
+    return np.zeros((0, 3)) if model is None else np.asarray(model.mesh.convex_hull.vertices)
 
 
 @dataclass
@@ -265,7 +242,7 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
     evidence = ColourEvidence(energy.posterior, len(video.frames), mask)
     grip = grip_track(model, energy.hull, scene.pos0, scene.quat0, hand, deltas[:, bones["wrist"]],
                       deltas[:, chest, :, 2], video.camera, evidence, scene.support, video.fps, options.interaction)
-    return _ObjectStart(track, energy, grip, grip.pos, _rotvec(quats_from_matrices(grip.rot)), evidence)
+    return _ObjectStart(track, energy, grip, grip.pos, rotvec_from_quat(quats_from_matrices(grip.rot)), evidence)
 
 
 def _joint_names(rig: TorchRig) -> list[str]:
@@ -273,10 +250,9 @@ def _joint_names(rig: TorchRig) -> list[str]:
 
 
 def _rest_heights(rig: TorchRig) -> tuple[float, float]:
-    """At rest: the ankle's height above the ground, and the root's height above the ankle."""
-    rest, _ = rig_pose(rig, np.zeros((1, 3)), np.zeros((1, rig.bones, 3)))
-    ankle = rest[0, rig.joint_bones["left_ankle"], 2]
-    return float(rig.offsets[0, 2] + ankle), float(rest[0, 0, 2] - ankle)
+    """At rest: the ankle's height above the ground, and the pelvis's height above the ankle."""
+    ankle = rest_height(rig, "left_ankle")
+    return ankle, rest_height(rig, "pelvis") - ankle
 
 
 def _contacts(scene: _Scene, root: np.ndarray, local: np.ndarray, offsets: np.ndarray, obj_pos: np.ndarray | None,
@@ -295,7 +271,7 @@ def _contacts(scene: _Scene, root: np.ndarray, local: np.ndarray, offsets: np.nd
         hands = grip.held[:, None] & np.array(grip.hands)[None]
     elif obj_pos is not None:
         rot = rotvec_to_matrix(torch.as_tensor(obj_rotvec)).numpy()
-        hands = hand_contacts(palms(pos, deltas, rig, offsets), obj_pos, rot, object_mesh(scene.object_model), fps, options)
+        hands = hand_contacts(palms(pos, deltas, rig, offsets), obj_pos, rot, scene.object_model.mesh, fps, options)
     return label_contacts(hands, feet, seat, 1 if scene.object_model is not None else 0)
 
 
@@ -315,7 +291,7 @@ def _metrics(scene: _Scene, obs, obj: _ObjectStart, result, offsets: np.ndarray,
     if result.object_pos is not None:
         rot = rotvec_to_matrix(torch.as_tensor(result.object_rotvec)).numpy()
         p = palms(pos, deltas, rig, offsets)
-        palm_gap = palm_surface_gap(object_mesh(scene.object_model), p, result.object_pos, rot)
+        palm_gap = palm_surface_gap(scene.object_model.mesh, p, result.object_pos, rot)
         hull = result.object_pos[:, None] + np.einsum("tij,vj->tvi", rot, _hull(scene.object_model))
         object_depth = np.maximum(0.0, scene.support(hull.reshape(-1, 3)).reshape(T, -1) - hull[..., 2]).max(axis=1)
         object_pos = result.object_pos

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
-
 from grail.errors import GrailError
 from grail.render.video_io import read_frames, read_video_info
 from grail.scene.camera import PinholeCamera
+from grail.scene.spec import load_resolved
 from grail.video.render import load_scene_camera, scaled_camera
 
 
@@ -34,17 +33,8 @@ class VideoInput:
 
 
 def scene_fps(seq_dir: Path) -> float:
-    """The scene's frame rate (spec.yaml `fps`)."""
-    path = Path(seq_dir) / "scene" / "spec.yaml"
-    try:
-        fps = float((yaml.safe_load(path.read_text()) or {})["fps"])
-    except OSError as err:
-        raise GrailError(f"cannot read the scene spec ({err.strerror or err})", file=path) from None
-    except (yaml.YAMLError, KeyError, TypeError, ValueError):
-        raise GrailError("missing or malformed", file=path, field="fps") from None
-    if not (np.isfinite(fps) and fps > 0):
-        raise GrailError(f"fps must be positive (got {fps})", file=path, field="fps")
-    return fps
+    """The scene's frame rate (spec.yaml `fps`, validated by the resolved-scene model)."""
+    return float(load_resolved(Path(seq_dir) / "scene" / "spec.yaml").fps)
 
 
 def load_video(seq_dir: Path, min_frames: int = 2) -> VideoInput:
