@@ -36,6 +36,13 @@ def _mount_subapps() -> None:
     app.add_typer(assets_app, name="assets", help="Make, import and inspect object and terrain assets.")
     app.add_typer(character_app, name="character", help="The G1-proportioned character: fit and inspect.")
     app.add_typer(library_app, name="library", help="Motion library: build, convert to peer formats, import CSV.")
+    from grail.export.cli import export, sim2sim
+    from grail.tasks.tracking.cli import eval_app, train_app
+
+    app.add_typer(train_app, name="train", help="Train policies: the G1 motion tracker.")
+    app.add_typer(eval_app, name="eval", help="Evaluate policies in the training simulator.")
+    app.command("export")(export)
+    app.command("sim2sim")(sim2sim)
 
 
 def _progress() -> Progress:
