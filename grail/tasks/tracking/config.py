@@ -69,6 +69,11 @@ class PPOConfig:
     desired_kl: float = 0.01
     clip_param: float = 0.2
     max_grad_norm: float = 1.0
+    # Clip each step's total reward at zero (legged_gym's only_positive_rewards). Early in training
+    # the action-rate and self-collision penalties outweigh the tracking terms, and with a negative
+    # reward per step the quickest return is to fall: a 64-environment CPU run learned to end its
+    # episodes in 6 steps (mean reward -3.7 -> -0.16 while episodes shortened from 19 to 6 steps).
+    only_positive_rewards: bool = True
 
 
 @dataclass

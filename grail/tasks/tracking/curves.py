@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CURVES = (("Train/mean_reward", "mean episode reward"), ("Train/mean_episode_length", "mean episode length (steps)"),
-          ("Metrics/motion/error_body_pos", "body position error (m)"),
-          ("Metrics/motion/error_joint_pos", "joint position error (rad)"))
+CURVES = (("Train/mean_reward", "mean episode reward (clipped at 0 per step)"),
+          ("Episode_Reward/motion_body_pos", "body-position tracking reward per episode"),
+          ("Train/mean_episode_length", "mean episode length (steps)"),
+          ("Metrics/motion/error_body_pos", "body position error (m)"))
 
 
 def read_scalars(run: Path | str) -> dict[str, list[tuple[int, float]]]:

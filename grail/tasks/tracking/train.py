@@ -40,14 +40,20 @@ def build_env(env_cfg, device: str):
 
 
 def make_env(config: TrainConfig, task: TrackerTaskConfig, device: str):
-    """The mjlab environment, wrapped for rsl-rl."""
+    """The mjlab environment, wrapped for rsl-rl (rewards clipped at zero when configured)."""
     from mjlab.rl import RslRlVecEnvWrapper
+
+    class PositiveRewards(RslRlVecEnvWrapper):
+        def step(self, actions):
+            obs, reward, dones, extras = super().step(actions)
+            return obs, reward.clamp_min(0.0), dones, extras
 
     env_cfg = tracker_env_cfg(task)
     env_cfg.seed = config.seed
     env = build_env(env_cfg, device)
+    wrapper = PositiveRewards if config.ppo.only_positive_rewards else RslRlVecEnvWrapper
     with quiet_simulator():
-        return RslRlVecEnvWrapper(env)
+        return wrapper(env)
 
 
 def make_runner(config: TrainConfig, env, log_dir: Path | None, device: str):
