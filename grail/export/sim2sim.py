@@ -44,8 +44,10 @@ import numpy as np  # noqa: E402
 from grail.errors import GrailError  # noqa: E402
 from grail.export.card import CARD_NAME, ONNX_NAME, PolicyCard, load_card  # noqa: E402
 from grail.robot.model import g1_xml_path  # noqa: E402
+from grail.rotations import matrix_from_quat  # noqa: E402
 from grail.tasks.tracking.metrics import Rollout, SuccessCriteria, failures, rollout_metrics, summarise  # noqa: E402
 from grail.tasks.tracking.reference import Reference, load_reference  # noqa: E402
+from grail.tasks.tracking.video import add_reference_spheres  # noqa: E402
 
 GROUND_FRICTION = (1.0, 0.005, 0.0001)
 FOOT_FRICTION = 0.6
@@ -120,25 +122,19 @@ def reference_bodies(card: PolicyCard) -> list[str]:
 # ----------------------------------------------------------------------------- observation terms
 
 
-def _rot(quat: np.ndarray) -> np.ndarray:
-    R = np.empty(9)
-    mujoco.mju_quat2Mat(R, quat / np.linalg.norm(quat))
-    return R.reshape(3, 3)
-
-
 Term = Callable[["MujocoTrackingEnv"], np.ndarray]
 
 
 def _anchor_pos_b(env: "MujocoTrackingEnv") -> np.ndarray:
     """Reference anchor position in the robot anchor frame: R_robot^T (p_ref - p_robot)."""
     pos, quat = env.robot_anchor()
-    return _rot(quat).T @ (env.ref.body_pos_w[env.command_frame, env.ref_anchor] - pos)
+    return matrix_from_quat(quat).T @ (env.ref.body_pos_w[env.command_frame, env.ref_anchor] - pos)
 
 
 def _anchor_ori_b(env: "MujocoTrackingEnv") -> np.ndarray:
     """First two columns of R_robot^T R_ref, row-major (mjlab: ``mat[..., :2].reshape(n, -1)``)."""
     _, quat = env.robot_anchor()
-    rel = _rot(quat).T @ _rot(env.ref.body_quat_w[env.command_frame, env.ref_anchor])
+    rel = matrix_from_quat(quat).T @ matrix_from_quat(env.ref.body_quat_w[env.command_frame, env.ref_anchor])
     return rel[:, :2].reshape(-1)
 
 
@@ -290,7 +286,7 @@ class MujocoTrackingEnv(gym.Env):
         d.qpos[self.root_q + 3:self.root_q + 7] = quat / np.linalg.norm(quat)
         d.qvel[self.root_v:self.root_v + 3] = r.body_lin_vel_w[f, self.ref_root]
         # free-joint angular velocity is in the body frame; the reference stores it in the world frame
-        d.qvel[self.root_v + 3:self.root_v + 6] = _rot(quat).T @ r.body_ang_vel_w[f, self.ref_root]
+        d.qvel[self.root_v + 3:self.root_v + 6] = matrix_from_quat(quat).T @ r.body_ang_vel_w[f, self.ref_root]
         noise = self.np_random.uniform(-1, 1, len(self.qadr)) * self.init_joint_noise if self.init_joint_noise else 0.0
         d.qpos[self.qadr] = r.joint_pos[f] + noise
         d.qvel[self.vadr] = r.joint_vel[f]
@@ -430,12 +426,7 @@ class _Video:
             return
         self.renderer.update_scene(self.env.data, camera=self.camera)
         scene, env = self.renderer.scene, self.env
-        for p in env.ref.body_pos_w[env.frame, env.ref_bodies]:
-            if scene.ngeom >= scene.maxgeom:
-                break
-            mujoco.mjv_initGeom(scene.geoms[scene.ngeom], mujoco.mjtGeom.mjGEOM_SPHERE, np.array([0.04, 0, 0]),
-                                p, np.eye(3).reshape(-1), np.array([1.0, 0.3, 0.1, 0.5], dtype=np.float32))
-            scene.ngeom += 1
+        add_reference_spheres(scene, env.ref.body_pos_w[env.frame, env.ref_bodies])
         self.writer.write(self.renderer.render())
 
     def close(self, ok: bool) -> None:

@@ -16,6 +16,7 @@ from tensordict import TensorDict
 from grail.atomic import write_text_atomic
 from grail.errors import GrailError
 from grail.tasks.tracking.env_cfg import COMMAND, tracker_env_cfg
+from grail.tasks.tracking.library import library_motions
 from grail.tasks.tracking.metrics import Rollout, SuccessCriteria, rollout_metrics, summarise
 from grail.tasks.tracking.policy import LatentTrackerModel
 from grail.tasks.tracking.config import TrainConfig, latest_checkpoint, resolve_device
@@ -56,12 +57,9 @@ def _disable_terminations(env_cfg) -> None:
 def rollouts(config: TrainConfig, checkpoint: Path, motions: str, episodes: int = 1, device: str = "cpu",
              progress=None) -> list[Trajectory]:
     """Play each motion `episodes` times (one environment each) and log every control step."""
-    env_cfg = tracker_env_cfg(config.task(play=True, num_envs=1, motions=motions))
+    count = len(library_motions(motions))
+    env_cfg = tracker_env_cfg(config.task(play=True, num_envs=count * episodes, motions=motions))
     _disable_terminations(env_cfg)
-    probe = build_env(env_cfg, device)
-    count = probe.command_manager.get_term(COMMAND).motion.num_motions
-    probe.close()
-    env_cfg.scene.num_envs = count * episodes
     env = build_env(env_cfg, device)
     cmd = env.command_manager.get_term(COMMAND)
     motion_ids = torch.arange(count, device=device).repeat(episodes)

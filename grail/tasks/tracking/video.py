@@ -30,6 +30,16 @@ def _viewer_model() -> mujoco.MjModel:
     return model
 
 
+def add_reference_spheres(scene: mujoco.MjvScene, points: np.ndarray) -> None:
+    """Translucent orange spheres at the reference's tracked bodies (as many as the scene holds)."""
+    for p in points:
+        if scene.ngeom >= scene.maxgeom:
+            return
+        mujoco.mjv_initGeom(scene.geoms[scene.ngeom], mujoco.mjtGeom.mjGEOM_SPHERE, np.array([0.04, 0, 0]),
+                            p, np.eye(3).reshape(-1), REFERENCE_RGBA)
+        scene.ngeom += 1
+
+
 def _tile(renderer: mujoco.Renderer, model, data, camera, qpos: np.ndarray, ref_bodies: np.ndarray, label: str) -> np.ndarray:
     data.qpos[:] = qpos
     mujoco.mj_kinematics(model, data)
@@ -38,11 +48,7 @@ def _tile(renderer: mujoco.Renderer, model, data, camera, qpos: np.ndarray, ref_
     renderer.update_scene(data, camera=camera, scene_option=option)
     scene = renderer.scene
     scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-    for p in ref_bodies:
-        if scene.ngeom < scene.maxgeom:
-            mujoco.mjv_initGeom(scene.geoms[scene.ngeom], mujoco.mjtGeom.mjGEOM_SPHERE, np.array([0.04, 0, 0]),
-                                p, np.eye(3).reshape(-1), REFERENCE_RGBA)
-            scene.ngeom += 1
+    add_reference_spheres(scene, ref_bodies)
     image = Image.fromarray(renderer.render())
     ImageDraw.Draw(image).text((8, 8), label, fill=(255, 255, 255))
     return np.asarray(image)
