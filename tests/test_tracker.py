@@ -21,7 +21,7 @@ pytest.importorskip("mjlab")
 from grail.errors import GrailError  # noqa: E402
 from grail.library.formats import motion_from_root_and_joints  # noqa: E402
 from grail.robot.g1 import G1  # noqa: E402
-from grail.tasks.tracking.config import TrackerTaskConfig
+from grail.tasks.tracking.config import DomainRandomisation, TrackerTaskConfig  # noqa: E402
 from grail.tasks.tracking.env_cfg import PROPRIO_TERMS, REFERENCE_TERMS, tracker_env_cfg  # noqa: E402
 from grail.tasks.tracking.library import MotionLibrary, library_motions  # noqa: E402
 from grail.tasks.tracking.metrics import Rollout, rollout_metrics  # noqa: E402
@@ -62,6 +62,7 @@ def trained(motions, tmp_path_factory) -> Path:
     config.ppo.steps_per_env = 8
     config.policy.latent_dim = 8
     config.policy.encoder_dims = config.policy.decoder_dims = config.policy.critic_dims = (32,)
+    config.policy.output_init_scale = 1.0  # full-size actions, so the ONNX/torch check below means something
     train(config)
     return run
 
@@ -129,6 +130,35 @@ def test_task_places_the_robot_on_the_reference_and_advances_it(motions):
         env.step(torch.zeros(2, 29))
         assert cmd.local_frame().tolist() == [k + 1, k + 1]
     env.close()
+
+
+def test_start_perturbation_scales_mjlab_ranges(motions):
+    def command(k: float):
+        task = TrackerTaskConfig(motions=str(motions), randomisation=DomainRandomisation(start_perturbation=k))
+        return tracker_env_cfg(task).commands["motion"]
+
+    half = command(0.5)
+    assert half.pose_range["x"] == pytest.approx((-0.025, 0.025))
+    assert half.velocity_range["roll"] == pytest.approx((-0.26, 0.26))
+    assert half.joint_position_range == pytest.approx((-0.05, 0.05))
+    calm = command(0.0)
+    assert calm.pose_range == {} and calm.velocity_range == {} and calm.joint_position_range == (0.0, 0.0)
+
+
+def test_untrained_policy_starts_near_the_default_pose():
+    from tensordict import TensorDict
+
+    from grail.tasks.tracking.policy import LatentTrackerModel
+
+    obs = TensorDict({"reference": torch.randn(64, 67), "proprio": torch.randn(64, 93)}, batch_size=[64])
+    groups = {"actor": ["reference", "proprio"]}
+    torch.manual_seed(0)
+    small = LatentTrackerModel(obs, groups, "actor", 29, output_init_scale=0.01)
+    torch.manual_seed(0)
+    plain = LatentTrackerModel(obs, groups, "actor", 29, output_init_scale=1.0)
+    with torch.no_grad():
+        a, b = small(obs), plain(obs)
+    assert torch.allclose(a, 0.01 * b, atol=1e-6) and b.abs().max() > 0.1
 
 
 def test_sampling_prefers_where_episodes_failed(motions):

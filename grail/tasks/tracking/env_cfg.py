@@ -89,15 +89,20 @@ def _with_delay(robot_cfg, lags: tuple[int, int]):
     return robot_cfg
 
 
+def _scaled(ranges: dict[str, tuple[float, float]], k: float) -> dict[str, tuple[float, float]]:
+    return {axis: (lo * k, hi * k) for axis, (lo, hi) in ranges.items()} if k else {}
+
+
 def tracker_env_cfg(task: TrackerTaskConfig) -> ManagerBasedRlEnvCfg:
     """mjlab environment configuration for the tracker."""
     rnd = DomainRandomisation.none() if task.play else task.randomisation
     cfg = unitree_g1_flat_tracking_env_cfg(play=task.play)
     base = cfg.commands[COMMAND]
+    k = rnd.start_perturbation
     cfg.commands[COMMAND] = LibraryMotionCommandCfg(
         entity_name=base.entity_name, resampling_time_range=base.resampling_time_range, debug_vis=False,
-        pose_range=base.pose_range, velocity_range=base.velocity_range,
-        joint_position_range=(0.0, 0.0) if task.play else base.joint_position_range,
+        pose_range=_scaled(base.pose_range, k), velocity_range=_scaled(base.velocity_range, k),
+        joint_position_range=tuple(v * k for v in base.joint_position_range),
         anchor_body_name=base.anchor_body_name, body_names=base.body_names, motion_library=str(task.motions),
         sampling_mode="start" if task.play else task.sampling_mode)
     cfg.observations = _observations(rnd.observation_noise)

@@ -25,7 +25,8 @@ class LatentTrackerModel(MLPModel):
     def __init__(self, obs: TensorDict, obs_groups: dict[str, list[str]], obs_set: str, output_dim: int,
                  hidden_dims: tuple[int, ...] | list[int] = (512, 256, 128), activation: str = "elu",
                  obs_normalization: bool = True, distribution_cfg: dict | None = None, latent_dim: int = 32,
-                 encoder_dims: tuple[int, ...] | list[int] = (256, 128), reference_group: str = "reference") -> None:
+                 encoder_dims: tuple[int, ...] | list[int] = (256, 128), reference_group: str = "reference",
+                 output_init_scale: float = 1.0) -> None:
         groups = list(obs_groups[obs_set])
         if not groups or groups[0] != reference_group:
             raise ValueError(f"the {obs_set!r} observation set must start with the {reference_group!r} group, got {groups}")
@@ -35,6 +36,7 @@ class LatentTrackerModel(MLPModel):
         super().__init__(obs, obs_groups, obs_set, output_dim, hidden_dims, activation, obs_normalization,
                          distribution_cfg)
         self.encoder = MLP(self.reference_dim, self.latent_dim, encoder_dims, activation)
+        _scale_output_layer(self.mlp, output_init_scale)
 
     def _get_latent_dim(self) -> int:
         return self.obs_dim - self.reference_dim + self.latent_dim
@@ -53,6 +55,16 @@ class LatentTrackerModel(MLPModel):
 
     def as_jit(self) -> nn.Module:
         return LatentTrackerExport(self)
+
+
+def _scale_output_layer(mlp: nn.Module, scale: float) -> None:
+    """Shrink the last linear layer so the untrained policy's actions are near zero, i.e. it holds the
+    default pose: its first episodes then last as long as a standing robot does, not as long as
+    random joint targets let it."""
+    last = [m for m in mlp.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(scale)
+        last.bias.mul_(scale)
 
 
 class LatentTrackerExport(nn.Module):

@@ -19,6 +19,7 @@ TILE = (240, 320)  # height, width
 # geometry (group 3) draws in ~25 ms and shows the pose as well, so the videos use that.
 SHOWN_GROUPS = (1, 0, 0, 1, 0, 0)
 REFERENCE_RGBA = np.array([1.0, 0.3, 0.1, 0.5], dtype=np.float32)
+LOOKAT_HEIGHT_M = 0.65  # about the G1's waist: head and feet both in a 3 m view
 
 
 def _viewer_model() -> mujoco.MjModel:
@@ -27,6 +28,8 @@ def _viewer_model() -> mujoco.MjModel:
     spec.worldbody.add_light(pos=[0, 0, 3], dir=[0, 0, -1], type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     model = spec.compile()
     model.vis.global_.offwidth, model.vis.global_.offheight = 640, 480
+    model.vis.headlight.ambient[:] = 0.35
+    model.vis.headlight.diffuse[:] = 0.55
     return model
 
 
@@ -43,6 +46,9 @@ def add_reference_spheres(scene: mujoco.MjvScene, points: np.ndarray) -> None:
 def _tile(renderer: mujoco.Renderer, model, data, camera, qpos: np.ndarray, ref_bodies: np.ndarray, label: str) -> np.ndarray:
     data.qpos[:] = qpos
     mujoco.mj_kinematics(model, data)
+    # follow the robot over the ground at mid-body height (a tracking camera would need subtree
+    # centres of mass, which kinematics alone leaves at the origin)
+    camera.lookat[:] = (qpos[0], qpos[1], LOOKAT_HEIGHT_M)
     option = mujoco.MjvOption()
     option.geomgroup[:] = SHOWN_GROUPS
     renderer.update_scene(data, camera=camera, scene_option=option)
@@ -67,8 +73,7 @@ def render_rollouts(path: Path | str, trajectories: list, labels: list[str], fps
     h, w = TILE
     renderer = mujoco.Renderer(model, height=h, width=w)
     camera = mujoco.MjvCamera()
-    camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-    camera.trackbodyid = model.body("pelvis").id
+    camera.type = mujoco.mjtCamera.mjCAMERA_FREE
     camera.distance, camera.azimuth, camera.elevation = 3.0, 135.0, -15.0
     rows, cols = (1, len(shown)) if len(shown) < 3 else (2, 2)
     frames = min(max(len(t.robot_qpos) for t in shown), int(max_seconds * fps))
