@@ -7,21 +7,22 @@ first frame (`first_root`, the scene's T_world_root) fixes where the clip starts
 1. initialises each frame's root from the torso's image length and the ray through the hips
    (shifted onto the known first placement), and its heading from the best of 24 turned rest
    poses (then unwrapped, smoothed and turned onto the known first heading);
-2. tracks the body through short windows of frames, each started where the last one ended, so
-   that poses far from rest (squats, reaching down) start in their own basin;
+2. tracks the body through short windows of frames, each started where the last one ended (and
+   turned along or onto the heading track, the best start kept), so that poses far from rest
+   (squats, reaching down) and turns start in their own basin;
 3. optimises root positions and the turns of the articulated bones over all frames at once,
    three times: quadratic, then robust, then with the feet planted where the fit itself found
    them slow and low. The objective (HumanTerms) is a MAP one: reprojection at the keypoint
    noise, joint accelerations at a human scale, priors on what one view leaves open (sideways
    lean, hip and spine roll, arms beside or in front of the body, the pelvis over its feet),
-   joint limits, and ankles on their supports: never below, the lower one on it, and a planted
+   joint limits (knees, shoulders, the spine's range of motion), and ankles on their supports: never below, the lower one on it, and a planted
    one on it and still (a planted foot's pixel and its support fix its depth; a still one
    carries that depth on through the frames).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from grail.recon.optim import minimise
-from grail.recon.body import TorchRig
+from grail.recon.body import TorchRig, rotvec_to_matrix
 from grail.recon.keypoints import KEYPOINTS
 from grail.recon.observations import Observations
 from grail.scene.camera import PinholeCamera
@@ -47,6 +48,12 @@ FREE = ARTICULATED + SPINE + ("clavicle.L", "clavicle.R")
 
 KNEE_MAX_RAD = 2.5   # deepest knee flexion (pickup_ground's squat reaches 2.36)
 LIMB_BACK = 0.5      # sin of the furthest an upper arm swings behind the chest (30 deg)
+#: Range of motion of the whole thoracolumbar spine, summed over the SPINE bones, as (low, high)
+#: rad about the character's forward (side bend), left (flexion +, extension -) and up (twist)
+#: axes: the AAOS normal values (flexion 80 deg, extension 25, lateral bending 35, rotation 45).
+#: One view cannot tell a back bent toward the camera from one bent away, nor a torso twisted
+#: half round from one facing the hips' way: anatomy can.
+SPINE_RANGE_RAD = ((-0.61, 0.61), (-0.44, 1.40), (-0.79, 0.79))
 
 
 @dataclass
@@ -58,7 +65,13 @@ class FitOptions:
     track_iterations: int = 80      # L-BFGS iterations per window
     sigma_px: float = 3.0           # keypoint noise (a 1280x720 image): the reprojection's scale
     robust_px: float = 9.0          # Geman-McClure scale: larger residuals count less and less
-    accel_m: float = 0.012          # joint acceleration scale, m/frame^2 (people: about 0.01 rms at 24 fps)
+    # Joint acceleration scale, m/frame^2. People move at about 0.01 rms at 24 fps, but with heavy
+    # tails (footfalls, grasps: 0.04 at the 99th percentile of the templates' ground truth); a
+    # Gaussian at the rms scale rated a smooth wrong depth above the true motion (place_table s0:
+    # 72 mm at 0.012, 30 mm at 0.03, oracle 3 px).
+    accel_m: float = 0.03
+    track_accel_m: float = 0.02     # the same while tracking windows initialise the fit (0.03 let stairs run off)
+    track_heading_rad: float = 0.5  # while tracking, the root faces near the heading track (best turned rest pose)
     rotation_articulated: float = 3.0   # rad: hips, knees, ankles, shoulders, elbows, root
     rotation_spine: float = 0.3     # rad per spine bone, bending forward
     sideways_rad: float = 0.1       # spine bones bending sideways or twisting, the pelvis rolling
@@ -67,6 +80,7 @@ class FitOptions:
     arm_side_m: float = 0.1         # elbows and wrists out to the side of their shoulder
     rotation_other: float = 0.15    # rad: clavicles (and the bones the fit does not turn)
     ground_m: float = 0.01          # ankles on their support
+    ground_robust_m: float = 0.05   # beyond about this height above it, a support counts less and less (0: quadratic)
     skate_m: float = 0.003          # a planted ankle's travel per frame
     limit_rad: float = 0.05         # knee range and shoulder extension (soft joint limits)
     hinge_rad: float = 0.2          # knees and elbows turn about their hinge axis only
@@ -115,6 +129,8 @@ class HumanTerms:
                            for side in ("left", "right")]
         self.tracked = sorted(set(rig.joint_bones.values()))
         self.free = [rig.names.index(name) for name in FREE if name in rig.names]
+        self.spine = [rig.names.index(name) for name in SPINE if name in rig.names]
+        self.spine_low, self.spine_high = torch.tensor(SPINE_RANGE_RAD, dtype=torch.float64).T
         self.pelvis = rig.joint_bones["pelvis"]
         self.ankles = rig.joint_bones["left_ankle"], rig.joint_bones["right_ankle"]
         self.first: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -125,10 +141,14 @@ class HumanTerms:
     def _limits(self, pos: torch.Tensor, deltas: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
         """(T,) squared excess beyond the joint limits: knees bend one way only (flexion is a
         negative turn about the hinge axis, from -0.13 to -2.4 rad in every template's ground
-        truth), and an upper arm points at most LIMB_BACK behind the chest (anatomical shoulder
-        extension; it removes the forward/backward arm flip that a side view cannot tell)."""
+        truth), the spine within its range of motion (SPINE_RANGE_RAD), and an upper arm points
+        at most LIMB_BACK behind the chest (anatomical shoulder extension; it removes the
+        forward/backward arm flip that a side view cannot tell)."""
         knee = (local[:, self.hinge_bones[:2]] * self.hinge_axes[:2]).sum(-1)
         excess = (torch.relu(knee) ** 2 + torch.relu(-knee - KNEE_MAX_RAD) ** 2).sum(-1)
+        if self.spine:
+            spine = local[:, self.spine].sum(1)  # small turns per bone: their sum is the chain's turn
+            excess = excess + (torch.relu(self.spine_low - spine) ** 2 + torch.relu(spine - self.spine_high) ** 2).sum(-1)
         for shoulder, elbow in self.arms:
             arm = pos[:, elbow] - pos[:, shoulder]
             forward = (deltas[:, self.chest, :, 0] * arm).sum(-1) / arm.norm(dim=-1).clamp(min=1e-6)
@@ -197,7 +217,12 @@ class HumanTerms:
         height = self.ankle_heights(pos, frames)
         lowest = -0.003 * torch.logsumexp(-height / 0.003, dim=1)  # soft minimum over the two feet
         planted = self.planted[frames]  # a foot that hardly moves stands on its support (feet contact)
-        ground = ((torch.relu(-height) ** 2).sum(-1) + lowest ** 2 + (planted * height ** 2).sum(-1)) / o.ground_m ** 2
+        # Standing on a looked-up support is robust (Geman-McClure at ground_robust_m): a foot far
+        # above it may stand on another one (the next stair, a curb), and a quadratic pull onto a
+        # wrong lookup would drag the body along its viewing rays; never below one stays quadratic.
+        on = lowest ** 2 + (planted * height ** 2).sum(-1)
+        on = on * o.ground_robust_m ** 2 / (on + o.ground_robust_m ** 2) if o.ground_robust_m > 0 else on
+        ground = ((torch.relu(-height) ** 2).sum(-1) + on) / o.ground_m ** 2
         # ... and stays where it stands: depth found in one frame carries over to the next ones.
         ankles = self.rig.joints(pos, ("left_ankle", "right_ankle"))
         still = torch.minimum(planted[1:], planted[:-1])
@@ -292,7 +317,9 @@ def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_h
         return local
 
     if init_local is None and options.track_window > 0:
+        terms.options = replace(options, accel_m=options.track_accel_m)
         _track(terms, root, turns, posed, yaw0, options)
+        terms.options = options
     stages = [False, True, True] if options.replant else [False, True]
     for stage, robust in enumerate(stages):
         with torch.no_grad():
@@ -318,10 +345,13 @@ def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_h
 def _track(terms: HumanTerms, root: torch.Tensor, turns: torch.Tensor, posed: Callable[[], torch.Tensor],
            headings: np.ndarray, options: FitOptions) -> None:
     """Initialise (root, turns) in place by fitting short windows of frames in order, each started
-    from the pose that ended the one before, moved along the torso-size root track and turned
-    along the heading track (someone turning round to sit turns faster than a window). Fitted
-    all at once from rest, a body that bends far from rest (squatting, placing) falls into a
-    wrong depth; followed from the known first frame, it stays in its basin."""
+    from the pose that ended the one before, moved along the torso-size root track. Fitted all at
+    once from rest, a body that bends far from rest (squatting, placing) falls into a wrong depth;
+    followed from the known first frame, it stays in its basin. A window is fitted from up to three
+    starts: as the last one ended, turned along the heading track, and turned onto it (someone
+    turning round to sit turns faster than a window, and the track can lead or lag the turn); the
+    lowest objective wins, with the root kept near the track's heading: a side view tells a turn
+    from a lean only once fitted."""
     T, W = len(root), options.track_window
     guess = root.detach().clone()
     for start in range(0, T, W):
@@ -330,29 +360,57 @@ def _track(terms: HumanTerms, root: torch.Tensor, turns: torch.Tensor, posed: Ca
             if start > 0:
                 root[frames] = root[start - 1] + guess[frames] - guess[start - 1]
                 turns[frames] = turns[start - 1]
-                held = terms.parts(root[frames], posed()[frames], frames)["reprojection"]
-                turn = Rotation.from_euler("z", (headings[frames] - headings[start - 1])[:, None])
-                turns[frames, 0] = torch.tensor((turn * Rotation.from_rotvec(turns[start - 1, 0].numpy())).as_rotvec())
-                if terms.parts(root[frames], posed()[frames], frames)["reprojection"] > held:  # it can flip
-                    turns[frames, 0] = turns[start - 1, 0]
-            pos, _ = terms.rig.forward(root[frames], posed()[frames])
-        terms.look_down(pos, frames)
         before = None
         if start >= 2:
             with torch.no_grad():
                 back = slice(start - 2, start)
                 before = terms.rig.forward(root[back], posed()[back])[0][:, terms.tracked]
-        r = root[frames].detach().clone().requires_grad_(True)
-        t = turns[frames].detach().clone().requires_grad_(True)
-
-        def window(r: torch.Tensor = r, t: torch.Tensor = t, frames: slice = frames, before=before) -> torch.Tensor:
-            local = posed()[frames].detach().clone()
-            local[:, terms.free] = t
-            return terms(r, local, frames, before)
-
-        minimise([r, t], window, options.track_iterations)
+        starts = [turns[frames].detach().clone()]
+        if start > 0:  # turned along the heading track, and turned onto it
+            previous = Rotation.from_rotvec(turns[start - 1, 0].detach().numpy())
+            facing = previous.as_matrix()[:, 0]
+            now = float(np.arctan2(facing[1], facing[0]))
+            for origin in (headings[start - 1], now):
+                change = headings[frames] - origin
+                if float(np.abs(np.angle(np.exp(1j * change))).max()) > 0.2:
+                    turned = starts[0].clone()
+                    turned[:, 0] = torch.tensor((Rotation.from_euler("z", change[:, None]) * previous).as_rotvec())
+                    starts.append(turned)
+        best = None
+        for initial in starts:
+            r, t, cost = _fit_window(terms, root[frames].detach().clone(), initial, posed, frames, before,
+                                     torch.tensor(headings[frames]), options)
+            if best is None or cost < best[2]:
+                best = r, t, cost
         with torch.no_grad():
-            root[frames], turns[frames] = r, t
+            root[frames], turns[frames] = best[0], best[1]
+
+
+def _fit_window(terms: HumanTerms, r: torch.Tensor, t: torch.Tensor, posed: Callable[[], torch.Tensor], frames: slice,
+                before: torch.Tensor | None, headings: torch.Tensor,
+                options: FitOptions) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One tracking window fitted from (r, t) with the root facing near the heading track: the
+    fitted root and turns and their objective."""
+    def pose_of(turns: torch.Tensor) -> torch.Tensor:
+        local = posed()[frames].detach().clone()
+        local[:, terms.free] = turns
+        return local
+
+    with torch.no_grad():
+        terms.look_down(terms.rig.forward(r, pose_of(t))[0], frames)
+    r.requires_grad_(True)
+    t.requires_grad_(True)
+
+    def objective() -> torch.Tensor:
+        local = pose_of(t)
+        facing = rotvec_to_matrix(local[:, 0])[:, :2, 0]  # the root's forward axis, horizontal part
+        along = facing[:, 0] * torch.cos(headings) + facing[:, 1] * torch.sin(headings)
+        away = 2 * (facing.norm(dim=-1) - along).sum() / options.track_heading_rad ** 2  # ~ angle^2 / sigma^2
+        return terms(r, local, frames, before) + away
+
+    minimise([r, t], objective, options.track_iterations)
+    with torch.no_grad():
+        return r.detach(), t.detach(), float(objective())
 
 
 def _project(points: torch.Tensor, K: torch.Tensor, R_wc: torch.Tensor, t_wc: torch.Tensor) -> torch.Tensor:
