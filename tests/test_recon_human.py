@@ -10,8 +10,8 @@ import pytest
 import torch
 from grail.errors import GrailError
 from grail.recon.body import TorchRig, rotvec_to_matrix
-from grail.recon.fit_human import FitOptions, fit_human
-from grail.recon.keypoints import KEYPOINTS, MEDIAPIPE_INDEX
+from grail.recon.fit_human import SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, _initial_roots, fit_human
+from grail.recon.keypoints import KEYPOINTS, MEDIAPIPE_INDEX, MEDIAPIPE_OFFSETS_M, keypoint_offsets
 from grail.recon.observations import Observations
 from grail.recon.oracle import OracleOptions, oracle_observations
 from grail.scene.camera import PinholeCamera
@@ -164,3 +164,79 @@ def test_support_map_finds_the_treads_under_the_planted_feet(composed):
         above = ankle[planted, 2] - support(ankle[planted])
         assert np.ptp(above) < 0.003 and 0.04 < above.mean() < 0.07  # one rest ankle height, on every tread
     assert support(np.array([[100.0, 100.0, 0.0]]))[0] == 0.0  # off the map: the floor
+
+
+def test_keypoints_sit_at_their_offsets_on_the_posed_bones(scene):
+    """The oracle sees the joints themselves; MediaPipe's calibrated landmarks ride on their bones."""
+    scene_dir, gt, _ = scene
+    assert not keypoint_offsets("oracle(noise_px=3.0)").any()
+    mediapipe = keypoint_offsets("mediapipe-pose==0.10.14 (model_complexity=1, video mode)")
+    assert mediapipe.shape == (len(KEYPOINTS), 3) and np.allclose(mediapipe[KEYPOINTS.index("right_hip")],
+                                                                   MEDIAPIPE_OFFSETS_M["right_hip"])
+    for name in ("shoulder", "hip", "knee", "ankle"):  # calibrated as mirror images
+        left, right = MEDIAPIPE_OFFSETS_M[f"left_{name}"], MEDIAPIPE_OFFSETS_M[f"right_{name}"]
+        assert np.allclose(left, np.array(right) * [1, -1, 1])
+    rig = TorchRig.load(scene_dir / "character.npz")
+    pos, deltas = rig.forward(torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt)))
+    offsets = torch.zeros((len(KEYPOINTS), 3), dtype=torch.float64)
+    offsets[KEYPOINTS.index("left_wrist")] = torch.tensor([0.1, 0.0, 0.0])
+    points = rig.points(pos, deltas, KEYPOINTS, offsets).numpy()
+    moved = points[:, KEYPOINTS.index("left_wrist")] - gt.joint("left_wrist")
+    assert np.allclose(np.linalg.norm(moved, axis=1), 0.1)  # 10 cm along the turned bone, every frame
+    assert np.allclose(moved, deltas[:, rig.joint_bones["left_wrist"], :, 0].numpy() * 0.1)
+    assert np.allclose(np.delete(points, KEYPOINTS.index("left_wrist"), 1),
+                       np.delete(rig.joints(pos, KEYPOINTS).numpy(), KEYPOINTS.index("left_wrist"), 1))
+
+
+def test_heading_track_ignores_frames_without_a_person(scene):
+    """MediaPipe can miss the person in the first frames: those frames take their heading from the
+    frames that show one (they used to take the first of the candidates, -180 deg, and the whole
+    track was turned by it onto the known first heading)."""
+    scene_dir, gt, camera = scene
+    rig = TorchRig.load(scene_dir / "character.npz")
+    with np.load(scene_dir / "character.npz") as z:
+        first_root = z["T_world_root"]
+    obs = oracle_observations(gt.joint_names, gt.joint_pos, gt.fps, camera, OracleOptions(noise_px=0.0, dropout=0.0))
+    obs.keypoint_conf[:6] = 0.0
+    _, yaws = _initial_roots(obs, camera, rig, FitOptions(), first_root)
+    facing = Rotation.from_quat(gt.root_quat[:, [1, 2, 3, 0]]).as_matrix()[:, :, 0]
+    truth = np.arctan2(facing[:, 1], facing[:, 0])
+    error = np.abs(np.angle(np.exp(1j * (yaws - truth))))
+    assert np.degrees(error).mean() < 15.0, np.degrees(error).mean()
+
+
+def _terms(scene, support, **options) -> tuple[HumanTerms, TorchRig]:
+    scene_dir, gt, camera = scene
+    rig = TorchRig.load(scene_dir / "character.npz")
+    obs = oracle_observations(gt.joint_names, gt.joint_pos, gt.fps, camera, OracleOptions(noise_px=0.0, dropout=0.0))
+    return HumanTerms(obs, camera, rig, support, FitOptions(**options)), rig
+
+
+def test_the_spine_keeps_to_its_range_of_motion(scene):
+    """Only the spine's summed turn beyond its anatomical range costs: a back twisted half round
+    (what one view cannot tell from a body facing the hips' way) does; a forward bend does not."""
+    terms, rig = _terms(scene, lambda p: np.zeros(len(p)))
+    spine = [rig.names.index(name) for name in SPINE]
+    local = torch.zeros((3, rig.bones, 3), dtype=torch.float64)
+    local[0, spine, 1] = 1.0 / len(spine)       # bent forward 1.0 rad: within flexion (1.40)
+    local[1, spine, 2] = 1.5 / len(spine)       # twisted 1.5 rad: 0.71 beyond rotation (0.79)
+    local[2, spine, 1] = -0.6 / len(spine)      # bent back 0.6 rad: 0.16 beyond extension (0.44)
+    pos, deltas = rig.forward(torch.zeros((3, 3), dtype=torch.float64), local)
+    excess = terms._limits(pos, deltas, local).numpy()
+    assert excess[0] == pytest.approx(0.0, abs=1e-12)
+    assert excess[1] == pytest.approx((1.5 - SPINE_RANGE_RAD[2][1]) ** 2)
+    assert excess[2] == pytest.approx((0.6 + SPINE_RANGE_RAD[1][0]) ** 2)
+
+
+def test_standing_on_a_wrong_support_costs_a_bounded_amount(scene):
+    """A support looked up under a foot that is really on another one (the next stair) pulls at
+    most (ground_robust_m / ground_m)^2 per frame; quadratic, the same 0.4 m gap cost 1600."""
+    _, gt, _ = scene
+    root, local = torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt))
+    costs = {}
+    for robust in (0.0, 0.05):
+        terms, rig = _terms(scene, lambda p: np.full(len(p), -0.4), ground_robust_m=robust)
+        terms.look_down(rig.forward(root, local)[0])
+        costs[robust] = float(terms.parts(root, local, slice(None))["ground"]) / len(root)
+    assert costs[0.05] <= (0.05 / 0.01) ** 2
+    assert costs[0.0] > 1000.0

@@ -82,3 +82,10 @@ class TorchRig:
     def joints(self, positions: torch.Tensor, names: list[str] | tuple[str, ...]) -> torch.Tensor:
         """(T,N,3) positions of named joints."""
         return positions[:, [self.joint_bones[n] for n in names]]
+
+    def points(self, positions: torch.Tensor, deltas: torch.Tensor, names: list[str] | tuple[str, ...],
+               offsets: torch.Tensor) -> torch.Tensor:
+        """(T,N,3) points carried by named joints' bones: each joint moved by its offset (N,3),
+        given in the bone's rest-relative frame (where a detector's landmark sits on the body)."""
+        bones = [self.joint_bones[n] for n in names]
+        return positions[:, bones] + (deltas[:, bones] @ offsets[..., None])[..., 0]

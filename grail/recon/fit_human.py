@@ -31,7 +31,7 @@ from scipy.spatial.transform import Rotation
 
 from grail.recon.optim import minimise
 from grail.recon.body import TorchRig, rotvec_to_matrix
-from grail.recon.keypoints import KEYPOINTS
+from grail.recon.keypoints import KEYPOINTS, keypoint_offsets
 from grail.recon.observations import Observations
 from grail.scene.camera import PinholeCamera
 
@@ -112,6 +112,7 @@ class HumanTerms:
         self.rig, self.options, self.support_height = rig, options, support_height
         self.planted = torch.zeros((obs.frames, 2), dtype=torch.float64)
         self.kp = torch.tensor(obs.keypoints, dtype=torch.float64)
+        self.kp_offsets = torch.tensor(keypoint_offsets(obs.estimator))
         self.weight = torch.tensor(obs.keypoint_conf, dtype=torch.float64)
         self.K = torch.tensor(camera.K)
         self.R_wc, self.t_wc = torch.tensor(camera.T_world_cam[:3, :3]), torch.tensor(camera.T_world_cam[:3, 3])
@@ -197,8 +198,7 @@ class HumanTerms:
         """The objective's terms by name (their sum is the objective), to weigh them against each other."""
         o = self.options
         pos, deltas = self.rig.forward(root, local)
-        joints = self.rig.joints(pos, KEYPOINTS)
-        uv = _project(joints, self.K, self.R_wc, self.t_wc)
+        uv = _project(self.keypoints(pos, deltas), self.K, self.R_wc, self.t_wc)
         r2 = ((uv - self.kp[frames]) ** 2).sum(-1) / self.f ** 2
         # Quadratic first (it pulls from anywhere), then Geman-McClure (outliers stop mattering).
         scaled = r2 / self.sigma2
@@ -229,6 +229,10 @@ class HumanTerms:
         skate = (still * ((ankles[1:] - ankles[:-1]) ** 2).sum(-1)).sum() / o.skate_m ** 2
         return {"reprojection": reproj.sum(), "smoothness": smooth.sum(), "pose": pose.sum(), "ground": ground.sum(),
                 "skate": skate,                 "anchor": self._anchor(root, deltas, frames)}
+
+    def keypoints(self, pos: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+        """(T,K,3) where the observed keypoints sit on the posed body."""
+        return self.rig.points(pos, deltas, KEYPOINTS, self.kp_offsets)
 
     def ankle_heights(self, pos: torch.Tensor, frames: slice) -> torch.Tensor:
         """(T,2) height of each ankle above where it would stand on the support below it (the
@@ -336,7 +340,7 @@ def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_h
     with torch.no_grad():
         local = posed()
         pos, deltas = rig.forward(root, local)
-        uv = _project(rig.joints(pos, KEYPOINTS), terms.K, terms.R_wc, terms.t_wc)
+        uv = _project(terms.keypoints(pos, deltas), terms.K, terms.R_wc, terms.t_wc)
         err = torch.linalg.norm(uv - terms.kp, dim=-1)[torch.tensor(obs.keypoint_conf) > 0]
     return HumanFit(root.detach().numpy(), local.detach().numpy(), pos.numpy(), deltas.numpy(),
                     float(err.mean()) if err.numel() else float("nan"), terms.planted.numpy(), terms)
@@ -515,14 +519,20 @@ def _headings(obs: Observations, camera: PinholeCamera, rig: TorchRig, roots: np
     local[:, 0, 2] = torch.tensor(cand)
     K = torch.tensor(camera.K)
     R_wc, t_wc = torch.tensor(camera.T_world_cam[:3, :3]), torch.tensor(camera.T_world_cam[:3, 3])
+    offsets = torch.tensor(keypoint_offsets(obs.estimator))
     conf = obs.keypoint_conf
-    best = np.zeros(T)
+    best = np.full(T, np.nan)
     for t in range(T):
-        pos, _ = rig.forward(torch.tensor(np.repeat(roots[t][None], n, 0)), local)
-        uv = _project(rig.joints(pos, KEYPOINTS), K, R_wc, t_wc).numpy()
+        if (conf[t] > 0).sum() < 4:  # too little seen to tell a heading: interpolated below
+            continue
+        pos, deltas = rig.forward(torch.tensor(np.repeat(roots[t][None], n, 0)), local)
+        uv = _project(rig.points(pos, deltas, KEYPOINTS, offsets), K, R_wc, t_wc).numpy()
         err = (conf[t] * np.linalg.norm(uv - obs.keypoints[t], axis=-1)).sum(-1)
         best[t] = cand[int(np.argmin(err))]
-    unwrapped = np.unwrap(best)
+    seen = np.flatnonzero(np.isfinite(best))
+    if len(seen) == 0:
+        raise ValueError("no frame shows enough keypoints to tell the heading")
+    unwrapped = np.interp(np.arange(T), seen, np.unwrap(best[seen]))
     k = 3
     padded = np.pad(unwrapped, k, mode="edge")
     return np.array([np.median(padded[t:t + 2 * k + 1]) for t in range(T)])

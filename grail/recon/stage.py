@@ -33,7 +33,7 @@ from grail.recon.environment import environment_depth
 from grail.recon.fit_human import FitOptions, fit_human, rest_height
 from grail.recon.interaction import ColourEvidence, GripTrack, InteractionOptions, grip_track, hand_mask
 from grail.recon.hoi import build_hoi, palm_offsets, palms, rig_pose, save_hoi
-from grail.recon.keypoints import KEYPOINTS
+from grail.recon.keypoints import KEYPOINTS, keypoint_offsets
 from grail.recon.observations import Observations
 from grail.recon.object_track import (ObjectModel, ObjectTrack, RegionTracker, SilhouetteEnergy, TrackOptions,
                                       rotvec_from_quat)
@@ -280,7 +280,9 @@ def _metrics(scene: _Scene, obs, obj: _ObjectStart, result, offsets: np.ndarray,
     rig = scene.rig
     pos, deltas = rig_pose(rig, result.root, result.local)
     joints = rig.joints(torch.as_tensor(pos), KEYPOINTS).numpy()
-    uv, _ = project(torch.as_tensor(joints), video.camera)
+    seen_points = rig.points(torch.as_tensor(pos), torch.as_tensor(deltas), KEYPOINTS,
+                             torch.as_tensor(keypoint_offsets(obs.estimator)))
+    uv, _ = project(seen_points, video.camera)
     ankles = joints[:, [KEYPOINTS.index("left_ankle"), KEYPOINTS.index("right_ankle")]]
     rest_ankle, _ = _rest_heights(rig)
     T = obs.frames

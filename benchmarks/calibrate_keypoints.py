@@ -1,0 +1,130 @@
+"""Calibrate where MediaPipe's landmarks sit on the character: for each keypoint, the 3D offset
+from its joint (in the joint bone's rest-relative frame: x forward, y left, z up) that best
+explains MediaPipe's detections on rendered clips at their ground-truth poses (linear least
+squares on the projection's Jacobian, iterated). Prints the offsets for
+``grail/recon/keypoints.py`` ``MEDIAPIPE_OFFSETS_M`` and the median pixel residuals of held-out
+clips with and without them.
+
+    python benchmarks/calibrate_keypoints.py --calibrate 0 1 --held-out 2 3 4 [--root DIR]
+
+Sequences are composed and generated into --root as in recon_quality.py; detections are cached
+there as mediapipe.npz beside each clip's video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from recon_quality import sequence
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def detections(seq: Path):
+    from grail.recon.estimators import MediaPipeEstimator
+    from grail.recon.observations import Observations
+    from grail.recon.video_input import load_video
+
+    cache = seq / "video" / "mediapipe.npz"
+    if not cache.is_file():
+        video = load_video(seq)
+        MediaPipeEstimator().estimate(video.frames, video.fps, video.camera.width, video.camera.height).save(cache)
+    return Observations.load(cache)
+
+
+def residuals(seq: Path, offsets: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per keypoint: the Jacobians (N,2,3) of its pixel in its offset, and the residuals (N,2)
+    of the detections against the ground truth posed with `offsets`, over the frames it was seen."""
+    from grail.recon.body import TorchRig
+    from grail.recon.keypoints import KEYPOINTS
+    from grail.rotations import matrices_from_quats
+    from grail.scene.camera import PinholeCamera
+    from grail.video.gt import GroundTruth
+
+    obs = detections(seq)
+    gt = GroundTruth.load(seq / "video" / "gt.npz")
+    camera = PinholeCamera.from_json(json.loads((seq / "scene" / "camera.json").read_text()))
+    rig = TorchRig.load(seq / "scene" / "character.npz")
+    K, R_cw, t = camera.K, camera.T_world_cam[:3, :3].T, camera.T_world_cam[:3, 3]
+    jacobians, errors = [], []
+    for k, name in enumerate(KEYPOINTS):
+        bone = rig.joint_bones[name]
+        delta = matrices_from_quats(gt.bone_quat_w[:, bone]) @ rig.rest_rot[bone].numpy().T  # rest-relative turn
+        X = (gt.bone_pos_w[:, bone] + delta @ offsets[k] - t) @ R_cw.T
+        z = X[:, 2]
+        uv = X[:, :2] / z[:, None] * np.diag(K)[:2] + K[:2, 2]
+        J = np.zeros((len(X), 2, 3))
+        J[:, 0, 0], J[:, 1, 1] = K[0, 0] / z, K[1, 1] / z
+        J[:, 0, 2], J[:, 1, 2] = -K[0, 0] * X[:, 0] / z ** 2, -K[1, 1] * X[:, 1] / z ** 2
+        seen = obs.keypoint_conf[:, k] > 0
+        jacobians.append((J @ R_cw @ delta)[seen])
+        errors.append((obs.keypoints[:, k] - uv)[seen])
+    return jacobians, errors
+
+
+MIRROR = np.diag([1.0, -1.0, 1.0])  # left <-> right in the rest frame (y is left)
+#: The joints calibrated: the trunk's and the legs'. Where MediaPipe puts an elbow or a wrist
+#: depends on the arm's pose and on which arm is hidden (mirrored offsets made held-out arms worse).
+CALIBRATED = ("shoulder", "hip", "knee", "ankle")
+
+
+def calibrate(seqs: list[Path], rounds: int = 3) -> np.ndarray:
+    """Offsets of left and right keypoints fitted together as mirror images: a landmark sits on
+    the body the same way on both sides, and which arm does the work varies by template."""
+    from grail.recon.keypoints import KEYPOINTS
+
+    offsets = np.zeros((len(KEYPOINTS), 3))
+    for _ in range(rounds):  # Gauss-Newton: the projection is nearly linear over centimetres
+        parts = [residuals(s, offsets) for s in seqs]
+        for left, name in enumerate(KEYPOINTS):
+            if not name.startswith("left_") or name[len("left_"):] not in CALIBRATED:
+                continue
+            right = KEYPOINTS.index(name.replace("left_", "right_"))
+            A = np.concatenate([p[0][left] for p in parts] + [p[0][right] @ MIRROR for p in parts]).reshape(-1, 3)
+            b = np.concatenate([p[1][left] for p in parts] + [p[1][right] for p in parts]).reshape(-1)
+            step = np.linalg.lstsq(A, b, rcond=None)[0]
+            offsets[left] += step
+            offsets[right] += MIRROR @ step
+    return offsets
+
+
+def main() -> None:
+    from grail.recon.keypoints import KEYPOINTS
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calibrate", type=int, nargs="+", default=[0, 1], help="seeds to calibrate on")
+    ap.add_argument("--held-out", type=int, nargs="+", default=[2, 3, 4], help="seeds to check on")
+    ap.add_argument("--templates", nargs="*", default=None)
+    ap.add_argument("--root", type=Path, default=Path.home() / ".cache" / "grail" / "recon-benchmark")
+    args = ap.parse_args()
+    templates = args.templates or sorted(p.stem for p in Path("scenes").glob("*.yaml"))
+    fit = [sequence(t, s, args.root) for t in templates for s in args.calibrate]
+    offsets = calibrate(fit)
+    print("MEDIAPIPE_OFFSETS_M = {")
+    for name, o in zip(KEYPOINTS, offsets):
+        print(f'    "{name}": ({o[0]:.3f}, {o[1]:.3f}, {o[2]:.3f}),')
+    print("}")
+    print(f"\nmedian pixel residual on held-out seeds {args.held_out}, without -> with the offsets")
+    print(f"{'template':14s} " + " ".join(f"{k.replace('left_', 'L').replace('right_', 'R')[:6]:>11s}" for k in KEYPOINTS))
+    before_all, after_all = [], []
+    for t in templates:
+        held = [sequence(t, s, args.root) for s in args.held_out]
+        before = [np.concatenate([np.linalg.norm(residuals(s, np.zeros_like(offsets))[1][k], axis=1) for s in held])
+                  for k in range(len(KEYPOINTS))]
+        after = [np.concatenate([np.linalg.norm(residuals(s, offsets)[1][k], axis=1) for s in held])
+                 for k in range(len(KEYPOINTS))]
+        before_all.append(before)
+        after_all.append(after)
+        print(f"{t:14s} " + " ".join(f"{np.median(b):5.1f}->{np.median(a):4.1f}" for b, a in zip(before, after)))
+    b = np.concatenate([np.concatenate(x) for x in before_all])
+    a = np.concatenate([np.concatenate(x) for x in after_all])
+    print(f"{'all':14s} median {np.median(b):.2f} -> {np.median(a):.2f} px, mean {b.mean():.2f} -> {a.mean():.2f} px")
+
+
+if __name__ == "__main__":
+    main()
