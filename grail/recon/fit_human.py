@@ -15,9 +15,9 @@ first frame (`first_root`, the scene's T_world_root) fixes where the clip starts
    them slow and low. The objective (HumanTerms) is a MAP one: reprojection at the keypoint
    noise, joint accelerations at a human scale, priors on what one view leaves open (sideways
    lean, hip and spine roll, arms beside or in front of the body, the pelvis over its feet),
-   joint limits (knees, shoulders, the spine's range of motion), and ankles on their supports: never below, the lower one on it, and a planted
-   one on it and still (a planted foot's pixel and its support fix its depth; a still one
-   carries that depth on through the frames).
+   joint limits (knees, shoulders, the spine's range of motion), and ankles on their supports:
+   never below, the lower one on it, and a planted one on it and still (a planted foot's pixel
+   and its support fix its depth; a still one carries that depth on through the frames).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Each keypoint is a named joint of the character (a bone origin of its rig: see
 ``grail/character/anny_body.py`` ``ANNY_JOINT_BONES``). MediaPipe Pose landmark indices are from
 its documentation (0 nose ... 11/12 shoulders, 13/14 elbows, 15/16 wrists, 23/24 hips, 25/26
-knees, 27/28 ankles); "left" is the person's left in both. MediaPipe's hip landmarks sit near the
-hip joint centres and its ankle landmarks on the malleoli, close to the character's ankle bone
-origins; the head has no such landmark and is not fitted to a keypoint.
+knees, 27/28 ankles); "left" is the person's left in both. MediaPipe's landmarks sit a few
+centimetres from the character's joints (its hips inside the hip joint centres, its ankles on
+the malleoli, above the ankle bone origins): ``MEDIAPIPE_OFFSETS_M`` holds the measured offsets,
+which the fit applies. The head has no such landmark and is not fitted to a keypoint.
 """
 
 from __future__ import annotations
