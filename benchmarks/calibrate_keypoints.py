@@ -50,14 +50,14 @@ def residuals(seq: Path, offsets: np.ndarray) -> tuple[list[np.ndarray], list[np
     gt = GroundTruth.load(seq / "video" / "gt.npz")
     camera = PinholeCamera.from_json(json.loads((seq / "scene" / "camera.json").read_text()))
     rig = TorchRig.load(seq / "scene" / "character.npz")
-    K, R_cw, t = camera.K, camera.T_world_cam[:3, :3].T, camera.T_world_cam[:3, 3]
+    K, R_cw = camera.K, camera.T_world_cam[:3, :3].T
     jacobians, errors = [], []
     for k, name in enumerate(KEYPOINTS):
         bone = rig.joint_bones[name]
         delta = matrices_from_quats(gt.bone_quat_w[:, bone]) @ rig.rest_rot[bone].numpy().T  # rest-relative turn
-        X = (gt.bone_pos_w[:, bone] + delta @ offsets[k] - t) @ R_cw.T
-        z = X[:, 2]
-        uv = X[:, :2] / z[:, None] * np.diag(K)[:2] + K[:2, 2]
+        points = gt.bone_pos_w[:, bone] + delta @ offsets[k]
+        X = camera.world_to_camera(points)
+        uv, z = camera.project(points)
         J = np.zeros((len(X), 2, 3))
         J[:, 0, 0], J[:, 1, 1] = K[0, 0] / z, K[1, 1] / z
         J[:, 0, 2], J[:, 1, 2] = -K[0, 0] * X[:, 0] / z ** 2, -K[1, 1] * X[:, 1] / z ** 2
@@ -93,6 +93,11 @@ def calibrate(seqs: list[Path], rounds: int = 3) -> np.ndarray:
     return offsets
 
 
+def _pixel_errors(errors: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Per keypoint, the pixel error lengths over all the given sequences' residuals."""
+    return [np.concatenate([np.linalg.norm(seq[k], axis=1) for seq in errors]) for k in range(len(errors[0]))]
+
+
 def main() -> None:
     from grail.recon.keypoints import KEYPOINTS
 
@@ -114,10 +119,7 @@ def main() -> None:
     before_all, after_all = [], []
     for t in templates:
         held = [sequence(t, s, args.root) for s in args.held_out]
-        before = [np.concatenate([np.linalg.norm(residuals(s, np.zeros_like(offsets))[1][k], axis=1) for s in held])
-                  for k in range(len(KEYPOINTS))]
-        after = [np.concatenate([np.linalg.norm(residuals(s, offsets)[1][k], axis=1) for s in held])
-                 for k in range(len(KEYPOINTS))]
+        before, after = (_pixel_errors([residuals(s, o)[1] for s in held]) for o in (np.zeros_like(offsets), offsets))
         before_all.append(before)
         after_all.append(after)
         print(f"{t:14s} " + " ".join(f"{np.median(b):5.1f}->{np.median(a):4.1f}" for b, a in zip(before, after)))
