@@ -10,7 +10,8 @@ import pytest
 import torch
 from grail.errors import GrailError
 from grail.recon.body import TorchRig, rotvec_to_matrix
-from grail.recon.fit_human import SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, _initial_roots, fit_human
+from grail.recon.fit_human import SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, fit_human
+from grail.recon.fit_start import initial_roots
 from grail.recon.keypoints import KEYPOINTS, MEDIAPIPE_INDEX, MEDIAPIPE_OFFSETS_M, keypoint_offsets
 from grail.recon.observations import Observations
 from grail.recon.oracle import OracleOptions, oracle_observations
@@ -198,7 +199,7 @@ def test_heading_track_ignores_frames_without_a_person(scene):
         first_root = z["T_world_root"]
     obs = oracle_observations(gt.joint_names, gt.joint_pos, gt.fps, camera, OracleOptions(noise_px=0.0, dropout=0.0))
     obs.keypoint_conf[:6] = 0.0
-    _, yaws = _initial_roots(obs, camera, rig, FitOptions(), first_root)
+    _, yaws = initial_roots(obs, camera, rig, lambda p: np.zeros(len(p)), 24, 0.15, first_root)
     facing = Rotation.from_quat(gt.root_quat[:, [1, 2, 3, 0]]).as_matrix()[:, :, 0]
     truth = np.arctan2(facing[:, 1], facing[:, 0])
     error = np.abs(np.angle(np.exp(1j * (yaws - truth))))

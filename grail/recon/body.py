@@ -89,3 +89,10 @@ class TorchRig:
         given in the bone's rest-relative frame (where a detector's landmark sits on the body)."""
         bones = [self.joint_bones[n] for n in names]
         return positions[:, bones] + (deltas[:, bones] @ offsets[..., None])[..., 0]
+
+
+def rest_height(rig: TorchRig, name: str) -> float:
+    """Height of a named joint above the ground in the rest pose (the rest root stands at its
+    own offset above the feet)."""
+    pos, _ = rig.forward(torch.zeros((1, 3), dtype=torch.float64), torch.zeros((1, rig.bones, 3), dtype=torch.float64))
+    return float(rig.offsets[0, 2] + pos[0, rig.joint_bones[name], 2])

@@ -30,9 +30,11 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from grail.recon.optim import minimise
-from grail.recon.body import TorchRig, rotvec_to_matrix
+from grail.recon.body import TorchRig, rest_height, rotvec_to_matrix
+from grail.recon.fit_start import initial_roots, planted_feet, project_points, speed
 from grail.recon.keypoints import KEYPOINTS, keypoint_offsets
 from grail.recon.observations import Observations
+from grail.recon.physical import SceneSolids, balance_excess, centre_of_mass, segment_weights
 from grail.scene.camera import PinholeCamera
 
 #: Bones that carry the visible articulation, under a weak prior.
@@ -88,6 +90,10 @@ class FitOptions:
     replant: bool = True            # a third stage with the feet planted from the fit's own 3D ankles
     anchor_m: float = 0.02          # the first frame's root over its known floor point (first_root)
     anchor_rad: float = 0.05        # and facing its known way
+    solid_radius_m: float = 0.03    # joints (ankles aside: they stand on supports) this far out of the scene's solids
+    solid_m: float = 0.01           # scale of a joint's penetration into them
+    reach_m: float = 0.35           # the centre of mass at most this far beyond the feet, horizontally
+    fall_m: float = 0.02            # scale of the excess (a body leaning further would fall)
     heading_candidates: int = 24
 
 
@@ -108,8 +114,11 @@ class HumanTerms:
 
     def __init__(self, obs: Observations, camera: PinholeCamera, rig: TorchRig,
                  support_height: Callable[[np.ndarray], np.ndarray], options: FitOptions,
-                 first_root: np.ndarray | None = None) -> None:
-        self.rig, self.options, self.support_height = rig, options, support_height
+                 first_root: np.ndarray | None = None, solids: SceneSolids | None = None) -> None:
+        self.rig, self.options, self.support_height, self.solids = rig, options, support_height, solids
+        self.named = list(rig.joint_bones)  # the body's named joints: its centre of mass, and what stays out of the scene
+        self.com_weights = torch.tensor(segment_weights(self.named))
+        self.solid_joints = [name for name in self.named if not name.endswith("_ankle")]
         self.planted = torch.zeros((obs.frames, 2), dtype=torch.float64)
         self.kp = torch.tensor(obs.keypoints, dtype=torch.float64)
         self.kp_offsets = torch.tensor(keypoint_offsets(obs.estimator))
@@ -198,7 +207,7 @@ class HumanTerms:
         """The objective's terms by name (their sum is the objective), to weigh them against each other."""
         o = self.options
         pos, deltas = self.rig.forward(root, local)
-        uv = _project(self.keypoints(pos, deltas), self.K, self.R_wc, self.t_wc)
+        uv = project_points(self.keypoints(pos, deltas), self.K, self.R_wc, self.t_wc)
         r2 = ((uv - self.kp[frames]) ** 2).sum(-1) / self.f ** 2
         # Quadratic first (it pulls from anywhere), then Geman-McClure (outliers stop mattering).
         scaled = r2 / self.sigma2
@@ -228,7 +237,20 @@ class HumanTerms:
         still = torch.minimum(planted[1:], planted[:-1])
         skate = (still * ((ankles[1:] - ankles[:-1]) ** 2).sum(-1)).sum() / o.skate_m ** 2
         return {"reprojection": reproj.sum(), "smoothness": smooth.sum(), "pose": pose.sum(), "ground": ground.sum(),
-                "skate": skate,                 "anchor": self._anchor(root, deltas, frames)}
+                "skate": skate, "anchor": self._anchor(root, deltas, frames), "physical": self._physical(pos).sum()}
+
+    def _physical(self, pos: torch.Tensor) -> torch.Tensor:
+        """(T,) what physics rules out (grail.recon.physical): joints inside the scene's solids,
+        and a centre of mass beyond reach of the feet."""
+        o = self.options
+        joints = self.rig.joints(pos, self.named)
+        com = centre_of_mass(joints, self.com_weights)
+        ankles = self.rig.joints(pos, ("left_ankle", "right_ankle"))
+        cost = (balance_excess(com, ankles[:, 0], ankles[:, 1], o.reach_m) / o.fall_m) ** 2
+        if self.solids is not None:
+            inside = torch.relu(o.solid_radius_m - self.solids.clearance(self.rig.joints(pos, self.solid_joints)))
+            cost = cost + (inside ** 2).sum(-1) / o.solid_m ** 2
+        return cost
 
     def keypoints(self, pos: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
         """(T,K,3) where the observed keypoints sit on the posed body."""
@@ -253,57 +275,27 @@ class HumanTerms:
         return torch.tensor(self.support_height(ankles.detach().numpy().reshape(-1, 3)).reshape(-1, 2))
 
 
-def planted_feet(obs: Observations, camera: PinholeCamera, roots: np.ndarray, speed_m_s: float,
-                 window: int = 9) -> np.ndarray:
-    """(T,2) weight in [0,1] that each ankle stands still, from its image speed turned into metres
-    at the body's depth (fixed for the fit: the objective must not change under L-BFGS). The speed
-    is the slope of a line fitted over `window` frames: a frame-to-frame difference of noisy
-    detections (3 px at 24 fps is 0.5 m/s at 3 m) would hide every planted foot."""
-    idx = [obs.keypoint_names.index(k) for k in ("left_ankle", "right_ankle")]
-    uv, conf = obs.keypoints[:, idx], obs.keypoint_conf[:, idx]
-    depth = camera.world_to_camera(roots)[:, 2]
-    T = obs.frames
-    weight = np.zeros((T, 2))
-    for k in range(2):
-        seen = conf[:, k] > 0
-        if seen.sum() < 2:
-            continue
-        track = np.stack([np.interp(np.arange(T), np.flatnonzero(seen), uv[seen, k, d]) for d in range(2)], 1)
-        speed = _speed(track, obs.fps, window) * depth / camera.K[0, 0]
-        weight[:, k] = np.where(seen, np.exp(-(speed / speed_m_s) ** 2), 0.0)
-    return weight
-
-
 def planted_from_fit(ankles: np.ndarray, heights: np.ndarray, fps: float, speed_m_s: float,
                      height_m: float = 0.03, window: int = 9) -> np.ndarray:
     """(T,2) weight that each ankle stands on its support, from a first fit's 3D ankle tracks:
     slow and low. Unlike image speed it sees a foot that moves along the viewing ray, and it
     does not plant a foot that is lifted but still."""
-    speed = np.stack([_speed(ankles[:, k], fps, window) for k in range(2)], 1)
-    return np.exp(-(speed / speed_m_s) ** 2 - (np.maximum(heights, 0.0) / height_m) ** 2)
-
-
-def _speed(track: np.ndarray, fps: float, window: int) -> np.ndarray:
-    """(T,) speed of a (T,D) track: the slope of a line fitted over `window` frames."""
-    from scipy.signal import savgol_filter
-
-    T = len(track)
-    window = min(window, T - (1 - T % 2))
-    if window < 3:
-        return np.zeros(T)
-    velocity = savgol_filter(track, window, 1, deriv=1, axis=0, mode="interp") * fps
-    return np.linalg.norm(velocity, axis=-1)
+    v = np.stack([speed(ankles[:, k], fps, window) for k in range(2)], 1)
+    return np.exp(-(v / speed_m_s) ** 2 - (np.maximum(heights, 0.0) / height_m) ** 2)
 
 
 def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_height: Callable[[np.ndarray], np.ndarray],
               options: FitOptions | None = None, progress: Callable[[int, int], None] | None = None,
-              init_local: np.ndarray | None = None, first_root: np.ndarray | None = None) -> HumanFit:
+              init_local: np.ndarray | None = None, first_root: np.ndarray | None = None,
+              solids: SceneSolids | None = None) -> HumanFit:
     """Root positions and bone rotations of every frame (see the module docstring). `first_root`
-    (4,4): the character's known placement at the first frame (the scene's T_world_root)."""
+    (4,4): the character's known placement at the first frame (the scene's T_world_root);
+    `solids`: the static scene, which the body stays out of."""
     options = options or FitOptions()
     T = obs.frames
-    terms = HumanTerms(obs, camera, rig, support_height, options, first_root)
-    root0, yaw0 = _initial_roots(obs, camera, rig, options, first_root)
+    terms = HumanTerms(obs, camera, rig, support_height, options, first_root, solids)
+    root0, yaw0 = initial_roots(obs, camera, rig, support_height, options.heading_candidates, options.planted_speed,
+                                first_root)
     terms.planted = torch.tensor(planted_feet(obs, camera, root0, options.planted_speed))
     if init_local is None:
         local_np = np.zeros((T, rig.bones, 3))
@@ -340,7 +332,7 @@ def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_h
     with torch.no_grad():
         local = posed()
         pos, deltas = rig.forward(root, local)
-        uv = _project(terms.keypoints(pos, deltas), terms.K, terms.R_wc, terms.t_wc)
+        uv = project_points(terms.keypoints(pos, deltas), terms.K, terms.R_wc, terms.t_wc)
         err = torch.linalg.norm(uv - terms.kp, dim=-1)[torch.tensor(obs.keypoint_conf) > 0]
     return HumanFit(root.detach().numpy(), local.detach().numpy(), pos.numpy(), deltas.numpy(),
                     float(err.mean()) if err.numel() else float("nan"), terms.planted.numpy(), terms)
@@ -417,12 +409,6 @@ def _fit_window(terms: HumanTerms, r: torch.Tensor, t: torch.Tensor, posed: Call
         return r.detach(), t.detach(), float(objective())
 
 
-def _project(points: torch.Tensor, K: torch.Tensor, R_wc: torch.Tensor, t_wc: torch.Tensor) -> torch.Tensor:
-    cam = (points - t_wc) @ R_wc
-    z = cam[..., 2:].clamp(min=1e-3)
-    return (cam[..., :2] / z) @ K[:2, :2].T + K[:2, 2]
-
-
 def _priors(rig: TorchRig, options: FitOptions) -> torch.Tensor:
     """(J,3) inverse variances of each bone's rest-relative turn about the character's forward,
     left and up axes (turns of a bone are in its parent's rest frame, which faces +x like the
@@ -452,87 +438,3 @@ def _hinges(rig: TorchRig) -> tuple[list[int], torch.Tensor]:
         bones.append(rig.joint_bones[lower])
         axes.append(axis / np.linalg.norm(axis))
     return bones, torch.tensor(np.array(axes))
-
-
-def rest_height(rig: TorchRig, name: str) -> float:
-    """Height of a named joint above the ground in the rest pose (the rest root stands at its
-    own offset above the feet)."""
-    pos, _ = rig.forward(torch.zeros((1, 3), dtype=torch.float64), torch.zeros((1, rig.bones, 3), dtype=torch.float64))
-    return float(rig.offsets[0, 2] + pos[0, rig.joint_bones[name], 2])
-
-
-def _initial_roots(obs: Observations, camera: PinholeCamera, rig: TorchRig, options: FitOptions,
-                   first_root: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame root position from torso size and hip ray, and heading from turned rest poses;
-    a known first placement replaces the first frames' guess (torso size is a poor depth gauge)."""
-    T = obs.frames
-    idx = {k: i for i, k in enumerate(obs.keypoint_names)}
-    zero = torch.zeros((1, rig.bones, 3), dtype=torch.float64)
-    rest_pos, _ = rig.forward(torch.zeros((1, 3), dtype=torch.float64), zero)
-    rest = {k: rest_pos[0, rig.joint_bones[k]].numpy() for k in KEYPOINTS}
-    sh_mid = (rest["left_shoulder"] + rest["right_shoulder"]) / 2
-    hip_mid = (rest["left_hip"] + rest["right_hip"]) / 2
-    torso = float(np.linalg.norm(sh_mid - hip_mid))
-    root_from_hips = -hip_mid  # root sits at the origin of the rest rig
-    f = camera.K[0, 0]
-    roots = np.full((T, 3), np.nan)
-    for t in range(T):
-        c = obs.keypoint_conf[t]
-        need = [idx[k] for k in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
-        if np.any(c[need] <= 0):
-            continue
-        kp = obs.keypoints[t]
-        s_px = (kp[need[0]] + kp[need[1]]) / 2
-        h_px = (kp[need[2]] + kp[need[3]]) / 2
-        depth = f * torso / max(np.linalg.norm(s_px - h_px), 1.0)
-        ray = camera.pixel_rays(h_px[None])[0]
-        forward = camera.R_world_cam[:, 2]
-        hips = camera.position + ray * depth / max(float(ray @ forward), 1e-3)
-        roots[t] = hips + root_from_hips
-    roots = _fill(roots)
-    if first_root is not None:
-        roots[:, :2] += first_root[:2, 3] - roots[0, :2]  # the whole track shifted onto it
-    yaws = _headings(obs, camera, rig, roots, options.heading_candidates)
-    if first_root is not None:  # the unwrapped track through the known first heading
-        known = float(np.arctan2(first_root[1, 0], first_root[0, 0]))
-        yaws = yaws + known - yaws[0]
-    return roots, yaws
-
-
-def _fill(x: np.ndarray) -> np.ndarray:
-    """Interpolate NaN rows; median-filter to damp the torso-length noise."""
-    T = len(x)
-    good = np.isfinite(x).all(axis=1)
-    if not good.any():
-        raise ValueError("no frame shows the shoulders and hips")
-    out = np.stack([np.interp(np.arange(T), np.flatnonzero(good), x[good, d]) for d in range(x.shape[1])], axis=1)
-    k = 3
-    padded = np.pad(out, ((k, k), (0, 0)), mode="edge")
-    return np.stack([np.median(padded[t:t + 2 * k + 1], axis=0) for t in range(T)])
-
-
-def _headings(obs: Observations, camera: PinholeCamera, rig: TorchRig, roots: np.ndarray, n: int) -> np.ndarray:
-    """Best yaw per frame among n candidates (rest pose turned about the root), unwrapped."""
-    T = obs.frames
-    cand = np.linspace(-np.pi, np.pi, n, endpoint=False)
-    local = torch.zeros((n, rig.bones, 3), dtype=torch.float64)
-    local[:, 0, 2] = torch.tensor(cand)
-    K = torch.tensor(camera.K)
-    R_wc, t_wc = torch.tensor(camera.T_world_cam[:3, :3]), torch.tensor(camera.T_world_cam[:3, 3])
-    offsets = torch.tensor(keypoint_offsets(obs.estimator))
-    conf = obs.keypoint_conf
-    best = np.full(T, np.nan)
-    for t in range(T):
-        if (conf[t] > 0).sum() < 4:  # too little seen to tell a heading: interpolated below
-            continue
-        pos, deltas = rig.forward(torch.tensor(np.repeat(roots[t][None], n, 0)), local)
-        uv = _project(rig.points(pos, deltas, KEYPOINTS, offsets), K, R_wc, t_wc).numpy()
-        err = (conf[t] * np.linalg.norm(uv - obs.keypoints[t], axis=-1)).sum(-1)
-        best[t] = cand[int(np.argmin(err))]
-    seen = np.flatnonzero(np.isfinite(best))
-    if len(seen) == 0:
-        raise ValueError("no frame shows enough keypoints to tell the heading")
-    unwrapped = np.interp(np.arange(T), seen, np.unwrap(best[seen]))
-    k = 3
-    padded = np.pad(unwrapped, k, mode="edge")
-    return np.array([np.median(padded[t:t + 2 * k + 1]) for t in range(T)])

@@ -26,11 +26,11 @@ from grail.render.offscreen import select_gl_backend  # before anything below lo
 select_gl_backend()
 
 from grail import __version__  # noqa: E402
-from grail.recon.body import TorchRig, rotvec_to_matrix
+from grail.recon.body import TorchRig, rest_height, rotvec_to_matrix
 from grail.recon.contacts import (ContactLabels, ContactOptions, foot_contacts, hand_contacts, label_contacts,
                                   palm_surface_gap, seated)
 from grail.recon.environment import environment_depth
-from grail.recon.fit_human import FitOptions, fit_human, rest_height
+from grail.recon.fit_human import FitOptions, fit_human
 from grail.recon.interaction import ColourEvidence, GripTrack, InteractionOptions, grip_track, hand_mask
 from grail.recon.hoi import build_hoi, palm_offsets, palms, rig_pose, save_hoi
 from grail.recon.keypoints import KEYPOINTS, keypoint_offsets
@@ -38,6 +38,7 @@ from grail.recon.observations import Observations
 from grail.recon.object_track import (ObjectModel, ObjectTrack, RegionTracker, SilhouetteEnergy, TrackOptions,
                                       rotvec_from_quat)
 from grail.recon.perception import PerceptionOptions, perceive_human
+from grail.recon.physical import SceneSolids
 from grail.recon.quality import FilterThresholds, QualityInputs, quality_metrics
 from grail.recon.refine import RefineOptions, SceneTerms, project, refine
 from grail.recon.supports import SupportMap
@@ -81,6 +82,7 @@ class Reconstruction:
 class _Scene:
     rig: TorchRig
     support: SupportMap
+    solids: SceneSolids
     placement: np.ndarray    # (4,4) T_world_root at the first frame
     object_name: str | None
     object_model: ObjectModel | None
@@ -112,12 +114,13 @@ def _load_scene(seq_dir: Path) -> _Scene:
     with np.load(scene / "character.npz", allow_pickle=False) as z:
         placement = np.array(z["T_world_root"], float)  # the character's known first-frame root pose
     objects = movable_objects(seq_dir)
-    support = SupportMap.from_scene(scene / "scene.xml", placement[:2, 3], SUPPORT_HALF_EXTENT_M,
-                                    objects=tuple(name for name, _, _ in objects))
+    movable = tuple(name for name, _, _ in objects)
+    support = SupportMap.from_scene(scene / "scene.xml", placement[:2, 3], SUPPORT_HALF_EXTENT_M, objects=movable)
+    solids = SceneSolids.from_scene(scene / "scene.xml", movable)
     if not objects:
-        return _Scene(rig, support, placement, None, None, None, None)
+        return _Scene(rig, support, solids, placement, None, None, None, None)
     name, pos0, quat0 = objects[0]  # the interaction object; templates have one movable object
-    return _Scene(rig, support, placement, name, ObjectModel.from_scene(scene, name), pos0, quat0)
+    return _Scene(rig, support, solids, placement, name, ObjectModel.from_scene(scene, name), pos0, quat0)
 
 
 def reconstruct(seq_dir: Path, options: ReconOptions, progress: Callable[[int, int], None] | None = None) -> Reconstruction:
@@ -138,7 +141,8 @@ def reconstruct(seq_dir: Path, options: ReconOptions, progress: Callable[[int, i
     lap("load")
     obs = perceive_human(video, seq_dir, options.perception, progress)
     lap("perception")
-    fit = fit_human(obs, video.camera, scene.rig, scene.support, options.fit, first_root=scene.placement)
+    fit = fit_human(obs, video.camera, scene.rig, scene.support, options.fit, first_root=scene.placement,
+                    solids=scene.solids)
     lap("human_fit")
     offsets = palm_offsets(seq_dir / "scene" / "character.npz", scene.rig)
     root, local = fit.root_pos, fit.local
