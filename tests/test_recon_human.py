@@ -199,7 +199,7 @@ def test_heading_track_ignores_frames_without_a_person(scene):
         first_root = z["T_world_root"]
     obs = oracle_observations(gt.joint_names, gt.joint_pos, gt.fps, camera, OracleOptions(noise_px=0.0, dropout=0.0))
     obs.keypoint_conf[:6] = 0.0
-    _, yaws = initial_roots(obs, camera, rig, lambda p: np.zeros(len(p)), 24, 0.15, first_root)
+    _, yaws = initial_roots(obs, camera, rig, lambda p: np.zeros(len(p)), 24, 0.15, 0.3, first_root)
     facing = Rotation.from_quat(gt.root_quat[:, [1, 2, 3, 0]]).as_matrix()[:, :, 0]
     truth = np.arctan2(facing[:, 1], facing[:, 0])
     error = np.abs(np.angle(np.exp(1j * (yaws - truth))))

@@ -80,6 +80,11 @@ class FitOptions:
     hip_rad: float = 0.15           # thighs turning out/in or about their axis (walking, sitting: < 0.2)
     balance_m: float = 0.04         # the pelvis over its feet, sideways (people keep their balance)
     arm_side_m: float = 0.1         # elbows and wrists out to the side of their shoulder
+    # In the last stage (the basin found) the arms and hinges are looser: hands work in front of the
+    # body and knees turn a little off their hinge; at the tighter scales a fit started at the
+    # truth, with exact keypoints, moved 15 mm from it (wrists 30 mm), at the looser ones 11 (wrists 15).
+    final_arm_side_m: float = 0.3
+    final_hinge_rad: float = 0.5
     rotation_other: float = 0.15    # rad: clavicles (and the bones the fit does not turn)
     ground_m: float = 0.01          # ankles on their support
     ground_robust_m: float = 0.05   # beyond about this height above it, a support counts less and less (0: quadratic)
@@ -87,6 +92,7 @@ class FitOptions:
     limit_rad: float = 0.05         # knee range and shoulder extension (soft joint limits)
     hinge_rad: float = 0.2          # knees and elbows turn about their hinge axis only
     planted_speed: float = 0.15     # m/s: an ankle slower than this is taken to stand on its support
+    feet_reach_m: float = 0.3       # the first root track's distance from the camera within this of the planted feet's
     replant: bool = True            # a third stage with the feet planted from the fit's own 3D ankles
     anchor_m: float = 0.02          # the first frame's root over its known floor point (first_root)
     anchor_rad: float = 0.05        # and facing its known way
@@ -295,7 +301,7 @@ def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_h
     T = obs.frames
     terms = HumanTerms(obs, camera, rig, support_height, options, first_root, solids)
     root0, yaw0 = initial_roots(obs, camera, rig, support_height, options.heading_candidates, options.planted_speed,
-                                first_root)
+                                options.feet_reach_m, first_root)
     terms.planted = torch.tensor(planted_feet(obs, camera, root0, options.planted_speed))
     if init_local is None:
         local_np = np.zeros((T, rig.bones, 3))
@@ -326,6 +332,8 @@ def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_h
             ankles = rig.joints(pos, ("left_ankle", "right_ankle")).numpy()
             terms.planted = torch.tensor(planted_from_fit(ankles, heights, obs.fps, options.planted_speed))
         terms.robust = robust
+        if stage == len(stages) - 1:  # the basin found: let the image place arms and knees
+            terms.options = replace(options, arm_side_m=options.final_arm_side_m, hinge_rad=options.final_hinge_rad)
         minimise([root, turns], lambda: terms(root, posed(), slice(None)), options.iterations)
         if progress:
             progress(stage + 1, len(stages))

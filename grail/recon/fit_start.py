@@ -5,7 +5,7 @@ Depth is what one view leaves open, so the root's distance is gauged two ways: b
 image length (its metric length is known), which fails when the torso bends toward the camera
 (a squatting child looks a metre further away), and by the planted feet (a foot standing on a
 known support lies where its pixel's ray meets that support), which is never far off but only
-as close as the pelvis is to the feet. The torso's gauge is kept within `FEET_REACH_M` of the
+as close as the pelvis is to the feet. The torso's gauge is kept within `feet_reach_m` of the
 feet's.
 """
 
@@ -21,7 +21,6 @@ from grail.recon.keypoints import KEYPOINTS, keypoint_offsets
 from grail.recon.observations import Observations
 from grail.scene.camera import PinholeCamera
 
-FEET_REACH_M = 0.3        # the pelvis' distance from the camera within this of its planted feet's
 RAY_STEP_M = 0.01         # ray marching onto the support map
 RAY_RANGE_M = (0.3, 15.0)
 
@@ -103,17 +102,17 @@ def feet_depth(obs: Observations, camera: PinholeCamera, support: Callable[[np.n
 
 
 def initial_roots(obs: Observations, camera: PinholeCamera, rig: TorchRig, support: Callable[[np.ndarray], np.ndarray],
-                  heading_candidates: int, planted_speed: float, first_root: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame root position from the torso's size along the hip ray, kept near the planted
-    feet's depth (feet slower than `planted_speed`, m/s, stand), and heading from turned rest
-    poses; a known first placement moves the whole track onto it."""
+                  heading_candidates: int, planted_speed: float, feet_reach_m: float,
+                  first_root: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame root position from the torso's size along the hip ray, kept within `feet_reach_m`
+    of the planted feet's depth (feet slower than `planted_speed`, m/s, stand), and heading from
+    turned rest poses; a known first placement moves the whole track onto it."""
     roots = torso_roots(obs, camera, rig)
     planted = planted_feet(obs, camera, roots, planted_speed)
     feet = feet_depth(obs, camera, support, rest_height(rig, "left_ankle"), planted)
     if feet is not None:
         cam = camera.world_to_camera(roots)
-        bounded = np.clip(cam[:, 2], feet - FEET_REACH_M, feet + FEET_REACH_M)
+        bounded = np.clip(cam[:, 2], feet - feet_reach_m, feet + feet_reach_m)
         roots = camera.position + (cam * (bounded / cam[:, 2])[:, None]) @ camera.R_world_cam.T
     if first_root is not None:
         roots[:, :2] += first_root[:2, 3] - roots[0, :2]  # the whole track shifted onto it
