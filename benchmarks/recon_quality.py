@@ -95,6 +95,8 @@ def print_table(rows: list[dict], title: str) -> None:
 
 
 def main() -> None:
+    from grail.errors import GrailError
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--templates", nargs="*", default=None)
@@ -107,13 +109,18 @@ def main() -> None:
     args = ap.parse_args()
     templates = args.templates or sorted(p.stem for p in Path("scenes").glob("*.yaml"))
     args.root.mkdir(parents=True, exist_ok=True)
+    made = []
     for template in templates:  # make the inputs first, one process (compose and render are not measured)
         for seed in range(args.seeds):
-            sequence(template, seed, args.root)
-    jobs = [(t, s, h, "full", str(args.root)) for h in args.human for t in templates for s in range(args.seeds)]
+            try:
+                sequence(template, seed, args.root)
+                made.append((template, seed))
+            except GrailError as err:  # a seed whose scene does not settle is left out, and said so
+                print(f"{template} s{seed}: no input ({err.one_line()})", flush=True)
+    jobs = [(t, s, h, "full", str(args.root)) for h in args.human for t, s in made]
     if args.ablations:
         jobs += [(t, s, args.human[0], a, str(args.root)) for a in ABLATIONS if a != "full"
-                 for t in templates for s in range(args.ablation_seeds)]
+                 for t, s in made if s < args.ablation_seeds]
     rows = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for row in pool.map(run_one, jobs):
