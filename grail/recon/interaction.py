@@ -23,7 +23,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from grail.recon.contacts import surface_distance
+from grail.recon.contacts import runs, surface_distance
 from grail.recon.object_track import ObjectModel
 from grail.rotations import matrices_from_quats
 from grail.scene.camera import PinholeCamera
@@ -31,12 +31,16 @@ from grail.scene.camera import PinholeCamera
 
 @dataclass
 class InteractionOptions:
-    onset_m: float = 0.06          # a palm this close to the resting object's surface ...
-    onset_speed: float = 0.3       # ... and this slow (m/s) takes it: a hand still reaching has not
-    onset_far_m: float = 0.15      # no palm that close: the closest slow approach within this takes it
-    release_gap_m: float = 0.04    # an object is let go only this close above a support (or it would fall)
-    second_hand_m: float = 0.12    # the other palm this close at the grasp: a two-handed grip
+    onset_m: float = 0.06          # a palm this close to the resting object's surface touches it ...
+    settle_frames: int = 8         # ... and takes it where it comes closest within this many frames
+    onset_image_m: float = 0.03    # no 3D touch: a palm's image this close to the object's, held min_hold_frames
+    onset_far_m: float = 0.15      # neither: the closest approach, if within this
+    release_gap_m: float = 0.12    # an object is let go only this close to a support, and set down on it
+                                   # (the fitted hand's height is good to centimetres, not millimetres)
+    second_hand_m: float = 0.12    # the other palm this close as the grasp settles: a two-handed grip
     min_hold_frames: int = 4
+    release_travel_m: float = 0.1  # and only once it has been carried this far from where it lay: a hand
+                                   # fitted off the object makes 'put straight back' look likely
     forearm_radius_m: float = 0.04  # pixels of the forearms and hands the object likelihood ignores
     hand_radius_m: float = 0.05
 
@@ -136,9 +140,14 @@ class ColourEvidence:
         return (slice(y0, y1), slice(x0, x1)), mask.astype(bool)
 
     def cost(self, t: int, camera: PinholeCamera, hull: np.ndarray, pos: np.ndarray, rot: np.ndarray) -> float:
-        """Sum of the log-odds over the pose's silhouette."""
+        """Sum of frame t's log-odds over the pose's silhouette."""
+        return self.map_cost(self.log_odds(t), camera, hull, pos, rot)
+
+    def map_cost(self, log_odds: np.ndarray, camera: PinholeCamera, hull: np.ndarray, pos: np.ndarray,
+                 rot: np.ndarray) -> float:
+        """Sum of a log-odds map (one frame's, or several frames' summed) over the pose's silhouette."""
         sil = self._silhouette(camera, hull, pos, rot)
-        return 0.0 if sil is None else float(self.log_odds(t)[sil[0]][sil[1]].sum())
+        return 0.0 if sil is None else float(log_odds[sil[0]][sil[1]].sum())
 
     def agreement(self, t: int, camera: PinholeCamera, hull: np.ndarray, pos: np.ndarray, rot: np.ndarray
                   ) -> tuple[float, float]:
@@ -156,65 +165,82 @@ class ColourEvidence:
 
 def grip_track(model: ObjectModel, hull: np.ndarray, pos0: np.ndarray, quat0: np.ndarray, palms: np.ndarray,
                wrist_rot: np.ndarray, chest_up: np.ndarray, camera: PinholeCamera, evidence: ColourEvidence,
-               support: Callable[[np.ndarray], np.ndarray], fps: float, options: InteractionOptions) -> GripTrack:
+               support: Callable[[np.ndarray], np.ndarray], options: InteractionOptions) -> GripTrack:
     """The object's trajectory: at rest, then with the grip, then at rest where it was let go."""
     T = len(palms)
     rot0 = matrices_from_quats(quat0)
     pos = np.repeat(pos0[None], T, 0)
     rot = np.repeat(rot0[None], T, 0)
-    dist = np.minimum(surface_distances(model, palms, pos0, rot0), image_distances(camera, model, pos0, quat0, palms))
-    speed = np.linalg.norm(np.gradient(palms, axis=0), axis=-1) * fps
-    g = grasp_frame(dist, speed < options.onset_speed, options)
+    surface = surface_distances(model, palms, pos0, rot0)
+    image = image_distances(camera, model, pos0, quat0, palms)
+    g = grasp_frame(surface, image, options)
     if g is None or g >= T - options.min_hold_frames:
         return GripTrack(pos, rot, np.zeros(T, bool), (False, False), None, None)
-    first = int(np.argmin(dist[g]))
-    hands = tuple(bool(k == first or dist[g, k] < options.second_hand_m) for k in range(2))
+    dist = np.minimum(surface, image)[g:g + options.settle_frames].min(axis=0)  # each palm's closest, settling on
+    first = int(np.argmin(dist))
+    hands = tuple(bool(k == first or dist[k] < options.second_hand_m) for k in range(2))
     origin, frame = grip_frames(palms, wrist_rot, chest_up, hands)
     rel_rot = frame[g].T @ rot0
-    rel_pos = frame[g].T @ (pos0 - origin[g])
-    carried_pos = origin + np.einsum("tij,j->ti", frame, rel_pos)
     carried_rot = frame @ rel_rot
-    resting = _on_support(carried_pos, carried_rot, hull, support, options.release_gap_m)
-    release = _best_release(g, carried_pos, carried_rot, hull, camera, evidence, resting, options)
+    if all(hands):
+        carried_pos = origin + np.einsum("tij,j->ti", frame, frame[g].T @ (pos0 - origin[g]))
+    else:  # one palm, often fitted decimetres off the object: its wrist's turn would swing it on that lever
+        carried_pos = pos0 + origin - origin[g]
+    gap = support_gaps(carried_pos, carried_rot, hull, support)
+    set_down = carried_pos - gap[:, None] * np.array([0.0, 0.0, 1.0])
+    travelled = np.zeros(T)  # the farthest the carried object has been from where it lay, since the grasp
+    travelled[g:] = np.maximum.accumulate(np.linalg.norm(carried_pos[g:] - pos0, axis=1))
+    resting = (np.abs(gap) < options.release_gap_m) & (travelled >= options.release_travel_m)
+    release = _best_release(g, carried_pos, carried_rot, set_down, hull, camera, evidence, resting, options)
     end = T if release is None else release
     pos[g:end], rot[g:end] = carried_pos[g:end], carried_rot[g:end]
     if release is not None:
-        pos[release:], rot[release:] = carried_pos[release], carried_rot[release]
+        pos[release:], rot[release:] = set_down[release], carried_rot[release]
     held = np.zeros(T, bool)
     held[g:end] = True
     return GripTrack(pos, rot, held, hands, g, release)
 
 
-def grasp_frame(dist: np.ndarray, slow: np.ndarray, options: InteractionOptions) -> int | None:
-    """The first frame a slow palm is within onset_m of the resting object; failing that (a fitted
-    hand can be several centimetres off), the closest slow approach within onset_far_m."""
-    near = np.flatnonzero(((dist < options.onset_m) & slow).any(axis=1))
-    if len(near):
-        return int(near[0])
-    closest = np.where(slow, dist, np.inf).min(axis=1)
-    return int(np.argmin(closest)) if closest.min() < options.onset_far_m else None
+def grasp_frame(surface: np.ndarray, image: np.ndarray, options: InteractionOptions) -> int | None:
+    """The grasp, from each palm's distance (T,2) to the resting object: its surface in 3D, and its
+    image (metres at the object's depth). A palm that reaches the object slows onto it: the frame
+    it comes closest within `settle_frames` of first coming within onset_m. A fitted hand can be
+    decimetres off in depth while its image is right to a few pixels: failing a 3D touch, the first
+    frame from which a palm's image stays on the object's for min_hold_frames (a hand swinging
+    past in front of it covers it for less); failing that, the closest approach within onset_far_m."""
+    closest = surface.min(axis=1)
+    touch = np.flatnonzero(closest < options.onset_m)
+    if len(touch):
+        enter = int(touch[0])
+        return enter + int(np.argmin(closest[enter:enter + options.settle_frames]))
+    for start, end in runs((image < options.onset_image_m).any(axis=1)):
+        if end - start >= options.min_hold_frames:
+            return start
+    nearest = np.minimum(surface, image).min(axis=1)  # the closest approach, if close at all
+    return int(np.argmin(nearest)) if nearest.min() < options.onset_far_m else None
 
 
-def _on_support(pos: np.ndarray, rot: np.ndarray, hull: np.ndarray, support: Callable[[np.ndarray], np.ndarray],
-                gap_m: float) -> np.ndarray:
-    """(T,) whether the object's lowest point is within gap_m of the support under it."""
+def support_gaps(pos: np.ndarray, rot: np.ndarray, hull: np.ndarray, support: Callable[[np.ndarray], np.ndarray]
+                 ) -> np.ndarray:
+    """(T,) height of the object's lowest hull point above the support under it (negative: in it)."""
     world = np.einsum("tij,vj->tvi", rot, hull) + pos[:, None]
-    gap = (world[..., 2] - support(world.reshape(-1, 3)).reshape(world.shape[:2])).min(axis=1)
-    return np.abs(gap) < gap_m
+    return (world[..., 2] - support(world.reshape(-1, 3)).reshape(world.shape[:2])).min(axis=1)
 
 
-def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, hull: np.ndarray, camera: PinholeCamera,
-                  evidence: ColourEvidence, resting: np.ndarray, options: InteractionOptions) -> int | None:
+def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, set_down: np.ndarray, hull: np.ndarray,
+                  camera: PinholeCamera, evidence: ColourEvidence, resting: np.ndarray,
+                  options: InteractionOptions) -> int | None:
     """The release frame (None: never) whose trajectory costs least over frames g..T-1; only
-    frames where the carried object rests on a support are candidates."""
+    frames where the carried object is near a support, having been moved, are candidates, and it
+    stays where it was set down (`set_down`: the carried positions lowered onto the support)."""
     T = len(pos)
     carried = np.array([evidence.cost(t, camera, hull, pos[t], rot[t]) for t in range(g, T)])
-    best, best_cost = None, float(carried.sum())
-    for r in range(g + options.min_hold_frames, T):
-        if not resting[r]:
-            continue
-        left_there = sum(evidence.cost(t, camera, hull, pos[r], rot[r]) for t in range(r, T))
-        cost = float(carried[: r - g].sum()) + left_there
-        if cost < best_cost:
-            best, best_cost = r, cost
-    return best
+    carried_until = np.concatenate([[0.0], np.cumsum(carried)])  # [k]: frames g..g+k-1 carried
+    costs = {}
+    later = np.zeros_like(evidence.log_odds(g))  # frames r..T-1 summed: one silhouette per candidate
+    for r in range(T - 1, g + options.min_hold_frames - 1, -1):
+        later += evidence.log_odds(r)
+        if resting[r]:
+            costs[r] = float(carried_until[r - g]) + evidence.map_cost(later, camera, hull, set_down[r], rot[r])
+    best = min(sorted(costs), key=costs.get, default=None)  # ties go to the earlier release
+    return best if best is not None and costs[best] < carried_until[-1] else None

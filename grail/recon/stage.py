@@ -245,7 +245,7 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
     chest = rig.names.index("spine01") if "spine01" in rig.names else 0
     evidence = ColourEvidence(energy.posterior, len(video.frames), mask)
     grip = grip_track(model, energy.hull, scene.pos0, scene.quat0, hand, deltas[:, bones["wrist"]],
-                      deltas[:, chest, :, 2], video.camera, evidence, scene.support, video.fps, options.interaction)
+                      deltas[:, chest, :, 2], video.camera, evidence, scene.support, options.interaction)
     return _ObjectStart(track, energy, grip, grip.pos, rotvec_from_quat(quats_from_matrices(grip.rot)), evidence)
 
 
