@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from grail.recon.optim import minimise
+from grail.recon.optim import geman_mcclure, minimise
 from grail.recon.body import TorchRig, rest_height, rotvec_to_matrix
 from grail.recon.fit_start import initial_roots, planted_feet, project_points, speed
 from grail.recon.keypoints import KEYPOINTS, keypoint_offsets
@@ -133,7 +133,7 @@ class HumanTerms:
         self.R_wc, self.t_wc = torch.tensor(camera.T_world_cam[:3, :3]), torch.tensor(camera.T_world_cam[:3, 3])
         self.f = float(camera.K[0, 0])
         px = camera.height / 720 / self.f  # a 1280x720 pixel in normalised image units
-        self.sigma2, self.robust2 = (options.sigma_px * px) ** 2, (options.robust_px * px) ** 2
+        self.sigma2, self.robust_scale = (options.sigma_px * px) ** 2, options.robust_px * px
         self.prior = _priors(rig, options)
         self.hinge_bones, self.hinge_axes = _hinges(rig)
         self.rest_ankle = rest_height(rig, "left_ankle")
@@ -218,7 +218,7 @@ class HumanTerms:
         # Quadratic first (it pulls from anywhere), then Geman-McClure (outliers stop mattering).
         scaled = r2 / self.sigma2
         if self.robust:
-            scaled = scaled * self.robust2 / (r2 + self.robust2)
+            scaled = geman_mcclure(r2, self.robust_scale) / self.sigma2
         reproj = (self.weight[frames] * scaled).sum(-1)
         track = pos[:, self.tracked]
         track = track if before is None else torch.cat([before, track], 0)
@@ -236,7 +236,7 @@ class HumanTerms:
         # above it may stand on another one (the next stair, a curb), and a quadratic pull onto a
         # wrong lookup would drag the body along its viewing rays; never below one stays quadratic.
         on = lowest ** 2 + (planted * height ** 2).sum(-1)
-        on = on * o.ground_robust_m ** 2 / (on + o.ground_robust_m ** 2) if o.ground_robust_m > 0 else on
+        on = geman_mcclure(on, o.ground_robust_m)
         ground = ((torch.relu(-height) ** 2).sum(-1) + on) / o.ground_m ** 2
         # ... and stays where it stands: depth found in one frame carries over to the next ones.
         ankles = self.rig.joints(pos, ("left_ankle", "right_ankle"))

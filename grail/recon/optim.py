@@ -20,3 +20,9 @@ def minimise(params: list[torch.Tensor], objective: Callable[[], torch.Tensor], 
         return loss
 
     optimiser.step(closure)
+
+
+def geman_mcclure(r2: torch.Tensor, scale: float) -> torch.Tensor:
+    """Squared residuals r2 made robust: about r2 below `scale`'s square, levelling off at it above,
+    so a residual far beyond it (an outlier, a wrong guess) stops pulling. scale 0: r2 unchanged."""
+    return r2 * scale ** 2 / (r2 + scale ** 2) if scale > 0 else r2
