@@ -92,7 +92,9 @@ class FitOptions:
     limit_rad: float = 0.05         # knee range and shoulder extension (soft joint limits)
     hinge_rad: float = 0.2          # knees and elbows turn about their hinge axis only
     planted_speed: float = 0.15     # m/s: an ankle slower than this is taken to stand on its support
-    feet_reach_m: float = 0.3       # the first root track's distance from the camera within this of the planted feet's
+    # The first root track's distance from the camera within this of the planted feet's. A seated
+    # child's pelvis is 0.3-0.4 m beyond its feet: at 0.3 MediaPipe's sit_chair s2 went 59 -> 118 mm.
+    feet_reach_m: float = 0.5
     replant: bool = True            # a third stage with the feet planted from the fit's own 3D ankles
     anchor_m: float = 0.02          # the first frame's root over its known floor point (first_root)
     anchor_rad: float = 0.05        # and facing its known way
