@@ -218,9 +218,7 @@ class HumanTerms:
         uv = project_points(self.keypoints(pos, deltas), self.K, self.R_wc, self.t_wc)
         r2 = ((uv - self.kp[frames]) ** 2).sum(-1) / self.f ** 2
         # Quadratic first (it pulls from anywhere), then Geman-McClure (outliers stop mattering).
-        scaled = r2 / self.sigma2
-        if self.robust:
-            scaled = geman_mcclure(r2, self.robust_scale) / self.sigma2
+        scaled = (geman_mcclure(r2, self.robust_scale) if self.robust else r2) / self.sigma2
         reproj = (self.weight[frames] * scaled).sum(-1)
         track = pos[:, self.tracked]
         track = track if before is None else torch.cat([before, track], 0)

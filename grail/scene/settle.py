@@ -17,12 +17,13 @@ class SettleResult:
     max_penetration_m: float
 
 
+def free_joints(model: mujoco.MjModel) -> list[int]:
+    """Ids of the model's free joints (one per free body)."""
+    return [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+
+
 def free_bodies(model: mujoco.MjModel) -> list[str]:
-    names = []
-    for j in range(model.njnt):
-        if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
-            names.append(mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, model.jnt_bodyid[j]))
-    return names
+    return [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, model.jnt_bodyid[j]) for j in free_joints(model)]
 
 
 def max_penetration(model: mujoco.MjModel, data: mujoco.MjData) -> float:
@@ -35,12 +36,11 @@ def max_penetration(model: mujoco.MjModel, data: mujoco.MjData) -> float:
 def pose_change(model: mujoco.MjModel, qpos_a: np.ndarray, qpos_b: np.ndarray) -> float:
     """The largest change of a free body's position (m) or orientation (rad) between two states."""
     change = 0.0
-    for j in range(model.njnt):
-        if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
-            a = model.jnt_qposadr[j]
-            move = float(np.linalg.norm(qpos_b[a:a + 3] - qpos_a[a:a + 3]))
-            dot = min(1.0, abs(float(np.dot(qpos_a[a + 3:a + 7], qpos_b[a + 3:a + 7]))))
-            change = max(change, move, 2.0 * float(np.arccos(dot)))
+    for j in free_joints(model):
+        a = model.jnt_qposadr[j]
+        move = float(np.linalg.norm(qpos_b[a:a + 3] - qpos_a[a:a + 3]))
+        dot = min(1.0, abs(float(np.dot(qpos_a[a + 3:a + 7], qpos_b[a + 3:a + 7]))))
+        change = max(change, move, 2.0 * float(np.arccos(dot)))
     return change
 
 
@@ -65,9 +65,8 @@ def settle(
     convex parts for seconds (seen with MuJoCo 3.11 on pickup_table seed 1: 0.26 rad/s after 3 s).
     The model passed in is changed; build one for settling only."""
     names = free_bodies(model)
-    for j in range(model.njnt):
-        if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
-            model.dof_damping[model.jnt_dofadr[j] + 3:model.jnt_dofadr[j] + 6] = angular_damping
+    for j in free_joints(model):
+        model.dof_damping[model.jnt_dofadr[j] + 3:model.jnt_dofadr[j] + 6] = angular_damping
     mujoco.mj_forward(model, data)
     steps_needed = int(round(rest_time_s / model.opt.timestep))
     max_steps = int(round(max_time_s / model.opt.timestep))
