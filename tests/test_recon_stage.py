@@ -150,6 +150,7 @@ def test_filter_passes_a_good_reconstruction():
     assert m["filter"]["passed"], m["filter"]["reasons"]
     assert m["object"]["mask_error"] == pytest.approx(0.1)
     assert m["contact"]["hand_object_gap_m"] == pytest.approx(0.004)
+    assert m["object"]["untouched_travel_m"] == 0.0
 
 
 @pytest.mark.parametrize("damage, reason", [
@@ -161,6 +162,7 @@ def test_filter_passes_a_good_reconstruction():
     ("static_human", "human static"),
     ("static_object", "object static while handled"),
     ("lost", "object lost"),
+    ("floating", "object travel with no hand on it"),
 ])
 def test_filter_names_each_failed_criterion(damage, reason):
     q = _quality_inputs()
@@ -180,6 +182,8 @@ def test_filter_names_each_failed_criterion(damage, reason):
         q.object_pos[:] = 0.0
     elif damage == "lost":
         q.object_lost[10:40] = True
+    elif damage == "floating":  # the hands let go halfway up and the object rises on by itself
+        q.hand_contact[36:] = False  # 11 of the lift's 23 steps: 0.14 m
     f = quality_metrics(q, FilterThresholds())["filter"]
     assert not f["passed"] and len(f["reasons"]) == 1 and reason in f["reasons"][0], f["reasons"]
 

@@ -3,7 +3,8 @@
 The filter follows the reference release's criteria (REFERENCE.md): mask-tracking error (a
 sequence is dropped above 0.2), human position error, keypoint tracking, contact penalty,
 penetration, and motion magnitude (a human or a handled object that does not move is not an
-interaction). A failed sequence is kept on disk and marked, with every failed criterion's reason.
+interaction); and, the other half of the contact term, an object that travels while no hand
+touches it (a hand fitted away from what it carries leaves the object floating). A failed sequence is kept on disk and marked, with every failed criterion's reason.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class FilterThresholds:
     human_static_m: float = 0.01       # the body's largest displacement from its mean (reference: 0.01)
     object_static_m: float = 0.02      # a handled object's largest displacement (reference: 0.02)
     object_lost_s: float = 1.0         # longest run of frames the object tracker distrusts
+    untouched_travel_m: float = 0.05   # the object's path length over frames no hand touches it
 
 
 @dataclass
@@ -55,6 +57,14 @@ def _longest_run(flags: np.ndarray) -> int:
         run = run + 1 if f else 0
         best = max(best, run)
     return best
+
+
+def untouched_travel(object_pos: np.ndarray, hand_contact: np.ndarray) -> float:
+    """Path length (m) of the object over the steps between two frames in which no hand touches it:
+    an untouched object stays where it is."""
+    free = ~hand_contact.any(axis=1)
+    steps = np.linalg.norm(np.diff(object_pos, axis=0), axis=-1)
+    return float(steps[free[1:] & free[:-1]].sum())
 
 
 def _acceleration(x: np.ndarray) -> float:
@@ -107,6 +117,7 @@ def quality_metrics(q: QualityInputs, thresholds: FilterThresholds) -> dict:
             "longest_lost_s": _round(_longest_run(q.object_lost) / q.fps, 3),
             "smoothness_m_per_frame2": _round(_acceleration(q.object_pos), 5),
             "largest_displacement_m": _round(np.linalg.norm(q.object_pos - q.object_pos[0], axis=-1).max(), 4),
+            "untouched_travel_m": _round(untouched_travel(q.object_pos, q.hand_contact), 4),
         }
     m["filter"] = verdict(m, thresholds)
     return m
@@ -135,6 +146,7 @@ def verdict(m: dict, t: FilterThresholds) -> dict:
         o = m["object"]
         over(o["mask_error"], t.mask_error, "mask-tracking error")
         over(o["longest_lost_s"], t.object_lost_s, "object lost for (s)")
+        over(o["untouched_travel_m"], t.untouched_travel_m, "object travel with no hand on it (m)")
         if handled and (o["largest_displacement_m"] or 0.0) < t.object_static_m:
             reasons.append(f"object static while handled: moves {o['largest_displacement_m']:g} m < {t.object_static_m:g}")
     return {"passed": not reasons, "reasons": reasons, "thresholds": asdict(t)}
