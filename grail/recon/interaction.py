@@ -109,7 +109,9 @@ def hand_mask(camera: PinholeCamera, elbows: np.ndarray, wrists: np.ndarray, pal
 
 
 class ColourEvidence:
-    """Per-frame log-odds log((1 - pf) / pf) of the object colour, hands left out (0 there)."""
+    """Per-frame log-odds log((1 - pf) / pf) of the object colour, hands left out (0 there).
+    Each frame's map is computed once and kept as float16 (a full 1280x720 frame is 1.8 MB, not
+    7.4 as float64: an 11 s clip's maps were 2 GB); sums over them are taken in float64."""
 
     def __init__(self, posterior, frames: int, ignore: np.ndarray | None) -> None:
         self._posterior, self._ignore, self._cache = posterior, ignore, {}
@@ -121,7 +123,7 @@ class ColourEvidence:
             lo = np.log((1.0 - pf) / pf)
             if self._ignore is not None:
                 lo[self._ignore[t]] = 0.0
-            self._cache[t] = lo
+            self._cache[t] = lo.astype(np.float16)
         return self._cache[t]
 
     def _silhouette(self, camera: PinholeCamera, hull: np.ndarray, pos: np.ndarray, rot: np.ndarray
@@ -147,7 +149,7 @@ class ColourEvidence:
                  rot: np.ndarray) -> float:
         """Sum of a log-odds map (one frame's, or several frames' summed) over the pose's silhouette."""
         sil = self._silhouette(camera, hull, pos, rot)
-        return 0.0 if sil is None else float(log_odds[sil[0]][sil[1]].sum())
+        return 0.0 if sil is None else float(log_odds[sil[0]][sil[1]].sum(dtype=np.float64))
 
     def agreement(self, t: int, camera: PinholeCamera, hull: np.ndarray, pos: np.ndarray, rot: np.ndarray
                   ) -> tuple[float, float]:
@@ -237,7 +239,7 @@ def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, set_down: np.ndarray
     carried = np.array([evidence.cost(t, camera, hull, pos[t], rot[t]) for t in range(g, T)])
     carried_until = np.concatenate([[0.0], np.cumsum(carried)])  # [k]: frames g..g+k-1 carried
     costs = {}
-    later = np.zeros_like(evidence.log_odds(g))  # frames r..T-1 summed: one silhouette per candidate
+    later = np.zeros(evidence.log_odds(g).shape)  # frames r..T-1 summed: one silhouette per candidate
     for r in range(T - 1, g + options.min_hold_frames - 1, -1):
         later += evidence.log_odds(r)
         if resting[r]:
