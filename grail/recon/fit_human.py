@@ -332,11 +332,11 @@ def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_h
     # The pelvis sways over a foot it stands on alone only once the feet are planted from the fit's
     # own 3D ankles: image speeds unplant a foot often enough for the shift to mislead (MediaPipe,
     # pickup_table s0: 47 mm without sway, 53 with it from the start, 46.5 with it last).
-    terms.options = replace(options, sway=0.0)
+    early = replace(options, sway=0.0)
     if init_local is None and options.track_window > 0:
-        terms.options = replace(terms.options, accel_m=options.track_accel_m)
+        terms.options = replace(early, accel_m=options.track_accel_m)
         _track(terms, root, turns, posed, yaw0, options)
-        terms.options = replace(options, sway=0.0)
+    terms.options = early
     stages = [False, True, True] if options.replant else [False, True]
     for stage, robust in enumerate(stages):
         with torch.no_grad():

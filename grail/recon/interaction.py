@@ -239,7 +239,7 @@ def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, set_down: np.ndarray
     carried = np.array([evidence.cost(t, camera, hull, pos[t], rot[t]) for t in range(g, T)])
     carried_until = np.concatenate([[0.0], np.cumsum(carried)])  # [k]: frames g..g+k-1 carried
     costs = {}
-    later = np.zeros(evidence.log_odds(g).shape)  # frames r..T-1 summed: one silhouette per candidate
+    later = np.zeros((camera.height, camera.width))  # frames r..T-1 summed: one silhouette per candidate
     for r in range(T - 1, g + options.min_hold_frames - 1, -1):
         later += evidence.log_odds(r)
         if resting[r]:

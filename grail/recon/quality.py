@@ -4,7 +4,8 @@ The filter follows the reference release's criteria (REFERENCE.md): mask-trackin
 sequence is dropped above 0.2), human position error, keypoint tracking, contact penalty,
 penetration, and motion magnitude (a human or a handled object that does not move is not an
 interaction); and, the other half of the contact term, an object that travels while no hand
-touches it (a hand fitted away from what it carries leaves the object floating). A failed sequence is kept on disk and marked, with every failed criterion's reason.
+touches it (a hand fitted away from what it carries leaves the object floating). A failed
+sequence is kept on disk and marked, with every failed criterion's reason.
 """
 
 from __future__ import annotations
