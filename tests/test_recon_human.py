@@ -10,7 +10,7 @@ import pytest
 import torch
 from grail.errors import GrailError
 from grail.recon.body import TorchRig, rotvec_to_matrix
-from grail.recon.fit_human import SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, fit_human
+from grail.recon.fit_human import SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, _squat_start, fit_human
 from grail.recon.fit_start import initial_roots
 from grail.recon.keypoints import KEYPOINTS, MEDIAPIPE_INDEX, MEDIAPIPE_OFFSETS_M, keypoint_offsets
 from grail.recon.observations import Observations
@@ -241,3 +241,27 @@ def test_standing_on_a_wrong_support_costs_a_bounded_amount(scene):
         costs[robust] = float(terms.parts(root, local, slice(None))["ground"]) / len(root)
     assert costs[0.05] <= (0.05 / 0.01) ** 2
     assert costs[0.0] > 1000.0
+
+
+def test_squat_start_folds_the_legs_over_the_feet_it_stood_on(scene):
+    """A tracking window's squat start keeps the last frame's ankles where they were, lowers the
+    pelvis by more than a quarter of its height, tips the body forward (knees ahead of the ankles
+    along its heading) and repeats over the window's frames."""
+    _, gt, _ = scene
+    terms, rig = _terms(scene, lambda p: np.zeros(len(p)))
+    last_root, last_local = torch.tensor(gt.root_pos[0]), torch.tensor(_local_rotvecs(gt)[0])
+    roots, turns = _squat_start(terms, last_root, last_local[terms.free], last_local, frames=5)
+    assert roots.shape == (5, 3) and turns.shape == (5, len(terms.free), 3)
+    local = last_local.clone()
+    local[terms.free] = turns[0]
+    before, _ = rig.forward(last_root[None], last_local[None])
+    after, _ = rig.forward(roots[:1], local[None])
+    ankles = [rig.joint_bones[f"{side}_ankle"] for side in ("left", "right")]
+    knees = [rig.joint_bones[f"{side}_knee"] for side in ("left", "right")]
+    assert torch.allclose(after[0, ankles].mean(0), before[0, ankles].mean(0), atol=1e-9)
+    pelvis = rig.joint_bones["pelvis"]
+    drop = float(before[0, pelvis, 2] - after[0, pelvis, 2])
+    assert drop > 0.25 * float(before[0, pelvis, 2] - before[0, ankles, 2].mean()), drop
+    facing = Rotation.from_rotvec(last_local[0].numpy()).as_matrix()[:, 0]
+    ahead = ((after[0, knees] - after[0, ankles]).numpy() @ facing)
+    assert (ahead > 0.1).all(), ahead
