@@ -7,6 +7,7 @@ import numpy as np
 import trimesh
 from grail.recon.interaction import ColourEvidence, InteractionOptions, grasp_frame, grip_track
 from grail.recon.object_track import ObjectModel, silhouette
+from grail.recon.refine import still_runs
 from grail.scene.camera import PinholeCamera
 
 TABLE_TOP = 0.75
@@ -100,3 +101,11 @@ def test_no_release_before_the_object_has_been_carried():
     assert track.release is not None and track.release > GRASP + options.min_hold_frames
     travelled = np.linalg.norm(obj[GRASP:track.release + 1] - obj[0], axis=1).max()
     assert travelled >= options.release_travel_m - 0.01  # without the rule: let go 2 frames after the grasp
+
+
+def test_untouched_runs_share_one_object_pose():
+    """Each run of untouched frames takes its first frame's pose; held frames keep their own."""
+    held = np.array([0, 0, 1, 1, 0, 0, 0, 1], bool)
+    assert still_runs(held).tolist() == [0, 0, 2, 3, 4, 4, 4, 7]
+    assert still_runs(np.zeros(3, bool)).tolist() == [0, 0, 0]
+    assert still_runs(np.ones(3, bool)).tolist() == [0, 1, 2]

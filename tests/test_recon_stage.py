@@ -89,6 +89,11 @@ def test_reconstruction_is_metric_and_close_to_the_ground_truth(reconstructed):
     assert mpjpe < 0.08, mpjpe  # low-noise oracle keypoints at 320x180
     obj = np.linalg.norm(hoi.object_pos - gt.object_pos, axis=-1).mean()
     assert obj < 0.10, obj
+    # Untouched, the object does not move at all: where the scene put it until the grasp.
+    grasp = json.loads((seq / "recon" / "metrics.json").read_text())["interaction"]["grasp_frame"]
+    assert grasp > 0
+    assert np.array_equal(hoi.object_pos[:grasp], np.repeat(hoi.object_pos[:1], grasp, 0))
+    assert np.linalg.norm(hoi.object_pos[0] - gt.object_pos[0]) < 0.005  # 3.6 mm measured
 
 
 def test_rerun_is_skipped_and_retarget_reads_the_reconstruction(reconstructed):

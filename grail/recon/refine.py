@@ -9,8 +9,9 @@
   the environment's rendered depth at their pixel, and the object's lowest points are not below
   the support under them.
 - L_cont: contacts from grail.recon.contacts: a touching palm keeps its place on the object over
-  each contact interval (the grasp is rigid) at its first-seen spot; an untouched object stays still
-  and rests on its support; the first frame holds the scene's object pose.
+  each contact interval (the grasp is rigid) at its first-seen spot, and the first frame holds the
+  scene's object pose. An untouched object stays still by construction: each run of untouched
+  frames shares one pose (`still_runs`), so no term can drag it.
 - L_reg: object acceleration and angular acceleration.
 
 Every term is a squared residual over a stated scale (RefineWeights), so a residual of one scale
@@ -50,13 +51,17 @@ class RefineOptions:
     depth_m: float = 0.02          # behind the environment's depth
     support_m: float = 0.002       # the object's hull below its support (penetration is not allowed)
     grasp_m: float = 0.01          # palm drifting on the object while touching
-    static_m: float = 0.002        # untouched object moving between frames
-    static_rad: float = 0.01
     first_m: float = 0.002         # first frame against the scene's object pose
+    first_rad: float = 0.01
     accel_m: float = 0.01          # object acceleration, m/frame^2
     accel_rad: float = 0.05        # rad/frame^2
     proj_scale: float = 1.0        # silhouette energy units per cost unit
     proj_stride: int = 2           # every other frame of the image term (neighbours move together)
+    # The object alone first, the human held: the object's start (the grip, from a hand that may be
+    # decimetres off) is the weaker evidence, and with both free from the start the contact term
+    # dragged the body to it (MediaPipe place_table s4: 48 -> 110 mm). MediaPipe, 13 manipulation
+    # clips: 61.1 -> 55.0 mm.
+    object_first: bool = True
 
 
 @dataclass
@@ -68,6 +73,21 @@ class ObjectState:
 
     def rotation(self) -> torch.Tensor:
         return rotvec_to_matrix(self.rotvec)
+
+    def at(self, index: torch.Tensor) -> "ObjectState":
+        """The poses of frames `index` (T,) for every frame: untouched runs share one pose."""
+        return ObjectState(self.pos[index], self.rotvec[index])
+
+
+def still_runs(held: np.ndarray) -> np.ndarray:
+    """(T,) for each frame, the frame whose object pose it takes: the first of its run of untouched
+    frames, or itself while a hand holds the object. An untouched object does not move, so it gets
+    one pose per run: a stillness cost would let pulls on the held frames (contact, smoothness) drag
+    it a little per frame, decimetres in all."""
+    index = np.arange(len(held))
+    for start, end in runs(~np.asarray(held, bool)):
+        index[start:end] = start
+    return index
 
 
 @dataclass
@@ -150,17 +170,13 @@ def palms_on_object(palms: torch.Tensor, state: ObjectState, rot: torch.Tensor) 
     return torch.einsum("tji,tkj->tki", rot, palms - state.pos[:, None])
 
 
-def contact_term(local: torch.Tensor, state: ObjectState, contacts: ContactLabels, targets: torch.Tensor,
-                 mask: torch.Tensor, scene: SceneTerms, options: RefineOptions) -> torch.Tensor:
-    """Rigid grasp (palms in the object's frame at their targets), untouched object still, first
-    frame at the scene's pose."""
+def contact_term(local: torch.Tensor, state: ObjectState, targets: torch.Tensor, mask: torch.Tensor,
+                 scene: SceneTerms, options: RefineOptions) -> torch.Tensor:
+    """Rigid grasp (palms in the object's frame at their targets) and the first frame at the
+    scene's pose (an untouched object is still by construction: `still_runs`)."""
     cost = (((local - targets) ** 2).sum(-1) * mask).sum() / options.grasp_m ** 2
-    free = torch.as_tensor(~contacts.held.any(axis=1))
-    still = free[1:] & free[:-1]
-    cost = cost + (((state.pos[1:] - state.pos[:-1]) ** 2).sum(-1) * still).sum() / options.static_m ** 2
-    cost = cost + (((state.rotvec[1:] - state.rotvec[:-1]) ** 2).sum(-1) * still).sum() / options.static_rad ** 2
     cost = cost + ((state.pos[0] - torch.as_tensor(scene.pos0)) ** 2).sum() / options.first_m ** 2
-    cost = cost + ((state.rotvec[0] - torch.as_tensor(scene.rotvec0)) ** 2).sum() / options.static_rad ** 2
+    cost = cost + ((state.rotvec[0] - torch.as_tensor(scene.rotvec0)) ** 2).sum() / options.first_rad ** 2
     return cost
 
 
@@ -211,7 +227,8 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
            contacts: ContactLabels, options: RefineOptions, scene: SceneTerms,
            silhouette_energy: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
            object_pos: np.ndarray | None = None, object_rotvec: np.ndarray | None = None) -> RefineResult:
-    """Refine human (and object, when given) together; returns the refined poses and term values."""
+    """Refine human (and object, when given) together, the object alone first
+    (`options.object_first`); returns the refined poses and term values."""
     w = options.weights
     T = obs.frames
     root_t = torch.tensor(root, requires_grad=True)
@@ -221,6 +238,7 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     if object_pos is not None:
         state = ObjectState(torch.tensor(object_pos, requires_grad=True), torch.tensor(object_rotvec, requires_grad=True))
         params += [state.pos, state.rotvec]
+    index = torch.as_tensor(still_runs(contacts.held.any(axis=1) if contacts.held.size else np.zeros(T, bool)))
     env_depth = torch.as_tensor(scene.env_depth, dtype=torch.float64)
     seen = torch.as_tensor(obs.keypoint_conf > 0, dtype=torch.float64)
     offsets = torch.as_tensor(palm_offsets)
@@ -239,16 +257,17 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         out = {"kp": human_terms(root_t, local_t, slice(None))}
         pos, deltas = rig.forward(root_t, local_t)
         joints = rig.joints(pos, KEYPOINTS)
-        rot = state.rotation() if state is not None else None
-        out["depth"] = depth_term(joints, seen, state.pos if state else None, rot, scene if state else None,
+        obj = state.at(index) if state is not None else None
+        rot = obj.rotation() if obj is not None else None
+        out["depth"] = depth_term(joints, seen, obj.pos if obj else None, rot, scene if obj else None,
                                   scene.camera, env_depth, options)
-        if state is not None:
+        if obj is not None:
             if silhouette_energy is not None:
-                out["proj"] = silhouette_energy(frames, state.pos[frames], state.rotvec[frames]).sum() \
+                out["proj"] = silhouette_energy(frames, obj.pos[frames], obj.rotvec[frames]).sum() \
                     * options.proj_stride / options.proj_scale
-            local = palms_on_object(_palm_points(pos, deltas, wrists, offsets), state, rot)
-            out["cont"] = contact_term(local, state, contacts, targets, mask, scene, options)
-            out["reg"] = regulariser(state, options, palm_clearance(local, planes))
+            local = palms_on_object(_palm_points(pos, deltas, wrists, offsets), obj, rot)
+            out["cont"] = contact_term(local, obj, targets, mask, scene, options)
+            out["reg"] = regulariser(obj, options, palm_clearance(local, planes))
         return out
 
     def objective() -> torch.Tensor:
@@ -257,6 +276,8 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     with torch.no_grad():
         before = float(objective())
         start = [p.detach().clone() for p in params]
+    if state is not None and options.object_first:
+        minimise([state.pos, state.rotvec], objective, options.iterations)
     minimise(params, objective, options.iterations)
     with torch.no_grad():
         after = float(objective())
@@ -266,8 +287,8 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         values = {name: float(getattr(w, name) * v) for name, v in parts().items()}
         values["total_before"], values["total_after"] = before, min(after, before) if np.isfinite(after) else before
     return RefineResult(root_t.detach().numpy(), local_t.detach().numpy(),
-                        state.pos.detach().numpy() if state else None,
-                        state.rotvec.detach().numpy() if state else None, values)
+                        state.pos.detach()[index].numpy() if state else None,
+                        state.rotvec.detach()[index].numpy() if state else None, values)
 
 
 def _palm_points(pos: torch.Tensor, deltas: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:
