@@ -8,9 +8,9 @@ first frame (`first_root`, the scene's T_world_root) fixes where the clip starts
    (shifted onto the known first placement), and its heading from the best of 24 turned rest
    poses (then unwrapped, smoothed and turned onto the known first heading);
 2. tracks the body through short windows of frames, each started where the last one ended (and
-   turned along or onto the heading track, and from a stance on both feet with the pelvis moved
-   over them or squatting on them; the best start kept), so that poses far from rest (squats,
-   reaching down) and turns start in their own basin;
+   turned along or onto the heading track, and from a stance on both feet squatting on them; the
+   best start kept), so that poses far from rest (squats, reaching down) and turns start in their
+   own basin;
 3. optimises root positions and the turns of the articulated bones over all frames at once,
    three times: quadratic, then robust, then with the feet planted where the fit itself found
    them slow and low. The objective (HumanTerms) is a MAP one: reprojection at the keypoint
@@ -76,11 +76,8 @@ class FitOptions:
     accel_m: float = 0.03
     track_accel_m: float = 0.02     # the same while tracking windows initialise the fit (0.03 let stairs run off)
     track_heading_rad: float = 0.5  # while tracking, the root faces near the heading track (best turned rest pose)
-    # While tracking, a window that starts on both feet is also started with the pelvis over them
-    # and squatting on them (see _track). MediaPipe, 13 manipulation clips: 72.2 -> 61.1 mm
-    # (place_table s1 123 -> 43, pickup_ground s0 92 -> 66); sit_chair, curb_step and stairs_up
-    # within 0.2 mm.
-    track_over_feet: bool = True
+    # While tracking, a window that starts on both feet is also started squatting on them (see
+    # _track). Fit alone, MediaPipe: place_table s1 101 -> 52 mm, pickup_ground s0 100 -> 50, s3 83 -> 53.
     track_squat: bool = True
     rotation_articulated: float = 3.0   # rad: hips, knees, ankles, shoulders, elbows, root
     rotation_spine: float = 0.3     # rad per spine bone, bending forward
@@ -375,14 +372,14 @@ def _track(terms: HumanTerms, root: torch.Tensor, turns: torch.Tensor, posed: Ca
     """Initialise (root, turns) in place by fitting short windows of frames in order, each started
     from the pose that ended the one before, moved along the torso-size root track. Fitted all at
     once from rest, a body that bends far from rest (squatting, placing) falls into a wrong depth;
-    followed from the known first frame, it stays in its basin. A window is fitted from up to five
+    followed from the known first frame, it stays in its basin. A window is fitted from up to four
     starts: as the last one ended, turned along the heading track, and turned onto it (someone
     turning round to sit turns faster than a window, and the track can lead or lag the turn); and
-    where the last window ended standing on both feet, with the pelvis over them (`_over_feet`)
-    and squatting on them (`_squat_start`): followed on from a standing pose, a child squatting
-    down with the camera behind it was fitted leaning back 40 cm over nothing, at a lower
-    objective than standing but a higher one than the squat. The lowest objective wins, with the
-    root kept near the track's heading: a side view tells a turn from a lean only once fitted."""
+    where the last window ended standing on both feet, squatting on them (`_squat_start`):
+    followed on from a standing pose, a child squatting down with the camera behind it was fitted
+    leaning back 40 cm over nothing, at a lower objective than standing but a higher one than the
+    squat. The lowest objective wins, with the root kept near the track's heading: a side view
+    tells a turn from a lean only once fitted."""
     T, W = len(root), options.track_window
     guess = root.detach().clone()
     for start in range(0, T, W):
@@ -408,13 +405,7 @@ def _track(terms: HumanTerms, root: torch.Tensor, turns: torch.Tensor, posed: Ca
                     turned[:, 0] = torch.tensor((Rotation.from_euler("z", change[:, None]) * previous).as_rotvec())
                     starts.append(turned)
         roots = [root[frames].detach().clone()] * len(starts)
-        standing = start > 0 and float(terms.planted[start - 1].min()) > 0.5  # on both feet
-        if standing and options.track_over_feet:
-            over = _over_feet(terms, root[frames].detach(), root[start - 1].detach(), posed()[start - 1].detach())
-            if over is not None:
-                starts.append(starts[0])
-                roots.append(over)
-        if standing and options.track_squat:
+        if options.track_squat and start > 0 and float(terms.planted[start - 1].min()) > 0.5:  # on both feet
             r_sq, t_sq = _squat_start(terms, root[start - 1].detach(), turns[start - 1].detach(), posed()[start - 1].detach(),
                                       frames.stop - frames.start)
             starts.append(t_sq)
@@ -427,22 +418,6 @@ def _track(terms: HumanTerms, root: torch.Tensor, turns: torch.Tensor, posed: Ca
                 best = r, t, cost
         with torch.no_grad():
             root[frames], turns[frames] = best[0], best[1]
-
-
-def _over_feet(terms: HumanTerms, roots: torch.Tensor, last_root: torch.Tensor, last_local: torch.Tensor,
-               shift_m: float = 0.1) -> torch.Tensor | None:
-    """The window's root track moved along its viewing rays to the distance from the camera of the
-    feet that ended the last window, or None where it is already within `shift_m` of it: the
-    torso-size track misjudges depth when the torso bends toward or away from the camera, while
-    someone standing keeps the pelvis over the feet."""
-    with torch.no_grad():
-        pos, _ = terms.rig.forward(last_root[None], last_local[None])
-        feet = pos[0, list(terms.ankles)].mean(0)
-        depth = ((feet - terms.t_wc) @ terms.R_wc)[2]
-        cam = (roots - terms.t_wc) @ terms.R_wc
-        if float((cam[:, 2] - depth).abs().max()) < shift_m:
-            return None
-        return terms.t_wc + (cam * (depth / cam[:, 2])[:, None]) @ terms.R_wc.T
 
 
 #: A deep squat as turns about the left axis (rad): hips flexed 75 deg, knees 125 deg (a full
