@@ -253,9 +253,13 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
                                scene.mesh)
         targets, mask = torch.as_tensor(tg), torch.as_tensor(mk, dtype=torch.float64)
 
-    def parts() -> dict[str, torch.Tensor]:
-        out = {"kp": human_terms(root_t, local_t, slice(None))}
-        pos, deltas = rig.forward(root_t, local_t)
+    with torch.no_grad():
+        held_pose = rig.forward(root_t, local_t)  # the human while the object moves alone
+
+    def parts(human: bool = True) -> dict[str, torch.Tensor]:
+        """The weighted terms; human=False: those that change with the object, the human held."""
+        out = {"kp": human_terms(root_t, local_t, slice(None))} if human else {}
+        pos, deltas = rig.forward(root_t, local_t) if human else held_pose
         joints = rig.joints(pos, KEYPOINTS)
         obj = state.at(index) if state is not None else None
         rot = obj.rotation() if obj is not None else None
@@ -270,14 +274,14 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
             out["reg"] = regulariser(obj, options, palm_clearance(local, planes))
         return out
 
-    def objective() -> torch.Tensor:
-        return sum(getattr(w, name) * value for name, value in parts().items() if getattr(w, name) > 0)
+    def objective(human: bool = True) -> torch.Tensor:
+        return sum(getattr(w, name) * value for name, value in parts(human).items() if getattr(w, name) > 0)
 
     with torch.no_grad():
         before = float(objective())
         start = [p.detach().clone() for p in params]
     if state is not None and options.object_first:
-        minimise([state.pos, state.rotvec], objective, options.iterations)
+        minimise([state.pos, state.rotvec], lambda: objective(human=False), options.iterations)
     minimise(params, objective, options.iterations)
     with torch.no_grad():
         after = float(objective())
