@@ -250,7 +250,7 @@ def test_squat_start_folds_the_legs_over_the_feet_it_stood_on(scene):
     _, gt, _ = scene
     terms, rig = _terms(scene, lambda p: np.zeros(len(p)))
     last_root, last_local = torch.tensor(gt.root_pos[0]), torch.tensor(_local_rotvecs(gt)[0])
-    roots, turns = _squat_start(terms, last_root, last_local[terms.free], last_local, frames=5)
+    roots, turns = _squat_start(terms, last_root, last_local, frames=5)
     assert roots.shape == (5, 3) and turns.shape == (5, len(terms.free), 3)
     local = last_local.clone()
     local[terms.free] = turns[0]

@@ -406,8 +406,7 @@ def _track(terms: HumanTerms, root: torch.Tensor, turns: torch.Tensor, posed: Ca
                     starts.append(turned)
         roots = [root[frames].detach().clone()] * len(starts)
         if options.track_squat and start > 0 and float(terms.planted[start - 1].min()) > 0.5:  # on both feet
-            r_sq, t_sq = _squat_start(terms, root[start - 1].detach(), turns[start - 1].detach(), posed()[start - 1].detach(),
-                                      frames.stop - frames.start)
+            r_sq, t_sq = _squat_start(terms, root[start - 1].detach(), posed()[start - 1].detach(), frames.stop - frames.start)
             starts.append(t_sq)
             roots.append(r_sq)
         best = None
@@ -427,17 +426,18 @@ SQUAT_RAD = {"upperleg01.L": -1.3, "upperleg01.R": -1.3, "lowerleg01.L": 2.2, "l
 SQUAT_PITCH_RAD = 0.2
 
 
-def _squat_start(terms: HumanTerms, last_root: torch.Tensor, last_turns: torch.Tensor, last_local: torch.Tensor,
+def _squat_start(terms: HumanTerms, last_root: torch.Tensor, last_local: torch.Tensor,
                  frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A window start squatting on the feet that ended the last window: the last pose with the legs
-    folded (SQUAT_RAD) and the pelvis tipped forward, its root moved so the ankles stay put."""
+    folded (SQUAT_RAD) and the pelvis tipped forward, its root moved so the ankles stay put. Returns
+    the window's roots and turns of the free bones."""
     rig = terms.rig
     with torch.no_grad():
-        turns = last_turns.clone()
+        turns = last_local[terms.free].clone()
         for name, angle in SQUAT_RAD.items():
             if name in rig.names:
                 turns[terms.free.index(rig.names.index(name)), 1] = angle
-        facing = Rotation.from_rotvec(last_turns[terms.free.index(0)].numpy())
+        facing = Rotation.from_rotvec(last_local[0].numpy())
         heading = float(np.arctan2(facing.as_matrix()[1, 0], facing.as_matrix()[0, 0]))
         tipped = Rotation.from_euler("z", heading) * Rotation.from_euler("y", SQUAT_PITCH_RAD)
         turns[terms.free.index(0)] = torch.tensor(tipped.as_rotvec())
