@@ -6,12 +6,13 @@
   and feet-on-support terms: grail.recon.fit_human.HumanTerms).
 - L_proj: the object's silhouette against the image's object region (grail.recon.object_track).
 - L_depth: consistency with the known environment: seen keypoints and the object are not behind
-  the environment's rendered depth at their pixel, and the object's lowest points are not below
-  the support under them.
+  the environment's rendered depth at their pixel, the object's lowest points are not below the
+  support under them, and once let go it rests on that support, upright as it first stood.
 - L_cont: contacts from grail.recon.contacts: a touching palm keeps its place on the object over
-  each contact interval (the grasp is rigid) at its first-seen spot, and the first frame holds the
-  scene's object pose. An untouched object stays still by construction: each run of untouched
-  frames shares one pose (`still_runs`), so no term can drag it.
+  each contact interval (the grasp is rigid), taken from the start and again once the object has
+  been refined alone, and the first frame holds the scene's object pose (untouched from the
+  first frame, it is that pose exactly). An untouched object stays still by construction: each run of untouched frames shares one pose (`still_runs`), so
+  no term can drag it.
 - L_reg: object acceleration and angular acceleration.
 
 Every term is a squared residual over a stated scale (RefineWeights), so a residual of one scale
@@ -55,13 +56,24 @@ class RefineOptions:
     first_rad: float = 0.01
     accel_m: float = 0.01          # object acceleration, m/frame^2
     accel_rad: float = 0.05        # rad/frame^2
-    proj_scale: float = 1.0        # silhouette energy units per cost unit
+    # Silhouette energy units per cost unit. The energy is in shares of the object's image area, so
+    # at 1.0 a silhouette 5 cm off (a sixth of the box) cost less than a palm 1 cm off its place and
+    # the image moved nothing (ablation without L_proj: within 0.4 cm). At 0.01 a share of 1 %
+    # costs one. Oracle push_box s0-2: 5.5 -> 2.4 cm.
+    proj_scale: float = 0.01
     proj_stride: int = 2           # every other frame of the image term (neighbours move together)
     # The object alone first, the human held: the object's start (the grip, from a hand that may be
     # decimetres off) is the weaker evidence, and with both free from the start the contact term
     # dragged the body to it (MediaPipe place_table s4: 48 -> 110 mm). MediaPipe, 13 manipulation
     # clips: 61.1 -> 55.0 mm.
     object_first: bool = True
+    # After the object moves alone, each palm's place on it is taken again from where the image put
+    # the object: places from the grip's start held the hands to a misplaced object.
+    regrasp: bool = True
+    # Let go, nothing holds the object up: it rests on its support, upright as it first stood. A
+    # silhouette alone is weak along the camera ray (oracle push_box s2: set down right, refined
+    # 32 cm off along the ray and 8 cm up).
+    rest_on_support: bool = True
 
 
 @dataclass
@@ -74,9 +86,12 @@ class ObjectState:
     def rotation(self) -> torch.Tensor:
         return rotvec_to_matrix(self.rotvec)
 
-    def at(self, index: torch.Tensor) -> "ObjectState":
-        """The poses of frames `index` (T,) for every frame: untouched runs share one pose."""
-        return ObjectState(self.pos[index], self.rotvec[index])
+    def at(self, index: torch.Tensor, pinned: torch.Tensor, pos0: torch.Tensor, rotvec0: torch.Tensor
+           ) -> "ObjectState":
+        """The poses of frames `index` (T,) for every frame (untouched runs share one pose), the
+        `pinned` frames (T,) at the scene's pose (pos0, rotvec0)."""
+        keep = pinned[:, None]
+        return ObjectState(torch.where(keep, pos0, self.pos[index]), torch.where(keep, rotvec0, self.rotvec[index]))
 
 
 def still_runs(held: np.ndarray) -> np.ndarray:
@@ -124,9 +139,10 @@ def sample_depth(depth: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
 
 
 def depth_term(joints: torch.Tensor, seen: torch.Tensor, object_pos: torch.Tensor | None, object_rot: torch.Tensor | None,
-               scene: SceneTerms | None, camera: PinholeCamera, env_depth: torch.Tensor, options: RefineOptions
-               ) -> torch.Tensor:
-    """Seen keypoints and the object centre in front of the environment; object hull above its support."""
+               scene: SceneTerms | None, camera: PinholeCamera, env_depth: torch.Tensor, options: RefineOptions,
+               resting: torch.Tensor | None = None) -> torch.Tensor:
+    """Seen keypoints and the object centre in front of the environment; object hull above its
+    support, and on it in the `resting` frames (T,) (let go: nothing holds it up)."""
     uv, z = project(joints, camera)
     behind = torch.relu(z - sample_depth(env_depth, uv)) * seen
     cost = (torch.nan_to_num(behind, posinf=0.0) ** 2).sum()
@@ -136,6 +152,11 @@ def depth_term(joints: torch.Tensor, seen: torch.Tensor, object_pos: torch.Tenso
         hull = object_pos[:, None] + torch.einsum("tij,vj->tvi", object_rot, torch.as_tensor(scene.hull))
         floor = torch.as_tensor(scene.support(hull.detach().reshape(-1, 3).numpy()).reshape(hull.shape[:2]))
         sunk = (torch.relu(floor - hull[..., 2]) ** 2).sum()
+        if resting is not None:
+            sunk = sunk + (((hull[..., 2] - floor).amin(-1) ** 2) * resting).sum()
+            up = torch.as_tensor(rotvec_to_matrix(torch.as_tensor(scene.rotvec0)).numpy()[2])  # its up, body frame
+            tilt = ((torch.einsum("tij,j->ti", object_rot, up) - torch.tensor([0.0, 0.0, 1.0])) ** 2).sum(-1)
+            cost = cost + (tilt * resting).sum() * options.depth_m ** 2 / options.first_rad ** 2
         return cost / options.depth_m ** 2 + sunk / options.support_m ** 2
     return cost / options.depth_m ** 2
 
@@ -238,7 +259,14 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     if object_pos is not None:
         state = ObjectState(torch.tensor(object_pos, requires_grad=True), torch.tensor(object_rotvec, requires_grad=True))
         params += [state.pos, state.rotvec]
-    index = torch.as_tensor(still_runs(contacts.held.any(axis=1) if contacts.held.size else np.zeros(T, bool)))
+    held = contacts.held.any(axis=1) if contacts.held.size else np.zeros(T, bool)
+    # put down: untouched after a hold (the first run is pinned by the scene's pose)
+    resting = torch.as_tensor(~held & (np.cumsum(held) > 0), dtype=torch.float64) if options.rest_on_support else None
+    index = torch.as_tensor(still_runs(held))
+    # Untouched from the first frame, the object is where the scene put it: its pose is given, not
+    # estimated (a stiff prior lost 1 cm to the image at 320x180).
+    pinned = (index == 0) & torch.as_tensor(~held)
+    first = (torch.as_tensor(scene.pos0), torch.as_tensor(scene.rotvec0))
     env_depth = torch.as_tensor(scene.env_depth, dtype=torch.float64)
     seen = torch.as_tensor(obs.keypoint_conf > 0, dtype=torch.float64)
     offsets = torch.as_tensor(palm_offsets)
@@ -261,10 +289,10 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         out = {"kp": human_terms(root_t, local_t, slice(None))} if human else {}
         pos, deltas = rig.forward(root_t, local_t) if human else held_pose
         joints = rig.joints(pos, KEYPOINTS)
-        obj = state.at(index) if state is not None else None
+        obj = state.at(index, pinned, *first) if state is not None else None
         rot = obj.rotation() if obj is not None else None
         out["depth"] = depth_term(joints, seen, obj.pos if obj else None, rot, scene if obj else None,
-                                  scene.camera, env_depth, options)
+                                  scene.camera, env_depth, options, resting)
         if obj is not None:
             if silhouette_energy is not None:
                 out["proj"] = silhouette_energy(frames, obj.pos[frames], obj.rotvec[frames]).sum() \
@@ -279,20 +307,27 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
 
     with torch.no_grad():
         before = float(objective())
-        start = [p.detach().clone() for p in params]
     if state is not None and options.object_first:
         minimise([state.pos, state.rotvec], lambda: objective(human=False), options.iterations)
+        if options.regrasp:
+            with torch.no_grad():
+                obj = state.at(index, pinned, *first)
+                targets.copy_(torch.as_tensor(grasp_targets(p0, obj.pos.numpy(), obj.rotation().numpy(), contacts,
+                                                            scene.mesh)[0]))
+    with torch.no_grad():
+        joint_before = float(objective())
+        start = [p.detach().clone() for p in params]
     minimise(params, objective, options.iterations)
     with torch.no_grad():
         after = float(objective())
-        if not np.isfinite(after) or after > before:  # a diverged line search: keep the start
-            for p, p0 in zip(params, start):
-                p.copy_(p0)
+        if not np.isfinite(after) or after > joint_before:  # a diverged line search: keep its start
+            for param, value in zip(params, start):
+                param.copy_(value)
         values = {name: float(getattr(w, name) * v) for name, v in parts().items()}
-        values["total_before"], values["total_after"] = before, min(after, before) if np.isfinite(after) else before
+        values["total_before"], values["total_after"] = before, float(objective())
+        placed = state.at(index, pinned, *first) if state is not None else None
     return RefineResult(root_t.detach().numpy(), local_t.detach().numpy(),
-                        state.pos.detach()[index].numpy() if state else None,
-                        state.rotvec.detach()[index].numpy() if state else None, values)
+                        placed.pos.numpy() if placed else None, placed.rotvec.numpy() if placed else None, values)
 
 
 def _palm_points(pos: torch.Tensor, deltas: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:
