@@ -4,8 +4,11 @@ is let go, against a synthetic pick-and-place whose truth is known exactly."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import trimesh
-from grail.recon.interaction import ColourEvidence, InteractionOptions, grasp_frame, grip_track
+from scipy.spatial.transform import Rotation
+from grail.recon.interaction import (ColourEvidence, InteractionOptions, body_mask, grasp_frame, grip_track,
+                                    upright)
 from grail.recon.object_track import ObjectModel, silhouette
 from grail.recon.refine import still_runs
 from grail.scene.camera import PinholeCamera
@@ -109,3 +112,82 @@ def test_untouched_runs_share_one_object_pose():
     assert still_runs(held).tolist() == [0, 0, 2, 3, 4, 4, 4, 7]
     assert still_runs(np.zeros(3, bool)).tolist() == [0, 0, 0]
     assert still_runs(np.ones(3, bool)).tolist() == [0, 1, 2]
+
+
+def test_body_is_left_out_only_where_it_is_in_front_of_the_object():
+    """A child standing 2 m from the camera: its torso's pixels are masked when the object is
+    behind it (3 m), not when the object is carried in front of it (1.5 m)."""
+    camera = PinholeCamera.look_at([0.0, -2.0, 1.0], [0.0, 0.0, 1.0], 50.0, 320, 240)
+    standing = {"left_shoulder": [0.15, 0, 1.3], "right_shoulder": [-0.15, 0, 1.3], "left_hip": [0.1, 0, 0.9],
+                "right_hip": [-0.1, 0, 0.9], "left_knee": [0.1, 0, 0.5], "right_knee": [-0.1, 0, 0.5],
+                "left_ankle": [0.1, 0, 0.1], "right_ankle": [-0.1, 0, 0.1], "left_elbow": [0.2, 0, 1.05],
+                "right_elbow": [-0.2, 0, 1.05], "neck": [0, 0, 1.35], "head": [0, 0, 1.5]}
+    joints = {name: np.repeat([p], 2, axis=0) for name, p in standing.items()}
+    mask = body_mask(camera, joints, np.array([3.0, 1.5]))
+    belly = camera.project(np.array([[0.0, 0.0, 1.1]]))[0][0].round().astype(int)
+    beside = camera.project(np.array([[0.6, 0.0, 1.1]]))[0][0].round().astype(int)
+    assert mask[0, belly[1], belly[0]] and not mask[0, beside[1], beside[0]]
+    assert not mask[1].any()
+    knee = camera.project(np.array([[0.1, 0.0, 0.5]]))[0][0].round().astype(int)
+    assert mask[0, knee[1], knee[0]]
+
+
+def test_grasp_is_moved_to_where_the_image_sees_the_object_leave():
+    """The fitted palm reaches the box's side 6 frames before it lifts and slides 10 cm along it:
+    taken at first touch the box rides along with that slide; the image says it stayed put."""
+    camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
+    box = trimesh.creation.box([0.3, 0.3, 0.3])
+    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
+    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
+    obj, palms = _truth()
+    palms[GRASP - 6:GRASP, 1] = palms[GRASP, 1] + np.linspace(0.1, 0.0, 6)[:, None] * [0.0, -1.0, 0.0]
+    masks = [silhouette(camera, model, obj[t], quat0) for t in range(T)]
+    evidence = ColourEvidence(lambda t: np.where(masks[t], 0.9, 0.1), T, None)
+    hull = np.asarray(model.mesh.convex_hull.vertices)
+
+    def track(options: InteractionOptions):
+        return grip_track(model, hull, obj[0], quat0, palms, np.repeat(np.eye(3)[None, None], T, 0).repeat(2, 1),
+                          np.repeat([[0.0, 0.0, 1.0]], T, 0), camera, evidence,
+                          lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options)
+
+    assert track(InteractionOptions(image_grasp=False)).grasp == GRASP - 6
+    taken = track(InteractionOptions(image_grasp=True))
+    assert abs(taken.grasp - GRASP) <= 1
+    np.testing.assert_allclose(taken.pos[LIFTED], obj[LIFTED], atol=0.02)
+
+
+def test_set_down_keeps_the_heading_and_drops_the_grips_tilt():
+    """A box carried with a 10 degree tilt from hands fitted off it, turned 30 degrees: let go, it
+    stands as it first stood, turned 30 degrees about the vertical."""
+    rot0 = Rotation.from_euler("z", 20, degrees=True).as_matrix()
+    carried = Rotation.from_euler("ZX", [30, 10], degrees=True).as_matrix() @ rot0
+    stood = upright(carried[None], rot0)[0]
+    np.testing.assert_allclose(stood, Rotation.from_euler("z", 30, degrees=True).as_matrix() @ rot0, atol=1e-12)
+    assert not np.allclose(carried, stood, atol=0.05)
+
+
+def test_a_let_go_object_rests_upright_on_its_support():
+    """Frames after the release cost what the box floats above the floor or leans; a held frame
+    may float, and no frame may sink (the resting rule off: floating is free)."""
+    import torch
+
+    from grail.recon.refine import RefineOptions, SceneTerms, depth_term
+
+    camera = PinholeCamera.look_at([0.0, -2.5, 1.6], [0.0, 0.0, 0.5], 50.0, 64, 48)
+    hull = np.asarray(trimesh.creation.box([0.3, 0.3, 0.3]).vertices)
+    scene = SceneTerms(camera, np.full((48, 64), np.inf), lambda p: np.zeros(len(p)), hull, None,
+                       np.array([0.0, 0.0, HALF]), np.zeros(3))
+    lean = torch.as_tensor(Rotation.from_euler("x", 10, degrees=True).as_matrix())
+    pos = torch.tensor([[0.0, 0.0, HALF], [0.0, 0.0, HALF + 0.03], [0.0, 0.0, HALF + 0.03], [0.0, 0.0, 0.3]])
+    rot = torch.stack([torch.eye(3, dtype=torch.float64)] * 3 + [lean])
+    options = RefineOptions()
+
+    def cost(frame: int, resting: bool) -> float:
+        flag = torch.tensor([float(resting)], dtype=torch.float64)
+        return float(depth_term(torch.zeros((1, 0, 3)), torch.zeros((1, 0)), pos[frame:frame + 1], rot[frame:frame + 1],
+                                scene, camera, torch.full((48, 64), float("inf")), options, flag))
+
+    assert cost(0, True) < 1e-9  # on the floor, upright
+    assert cost(1, True) == pytest.approx((0.03 / options.support_m) ** 2, rel=1e-6)
+    assert cost(2, False) < 1e-9  # held up by a hand
+    assert cost(3, True) > (0.17 / options.first_rad) ** 2 * 0.9  # leaning 10 degrees on an edge

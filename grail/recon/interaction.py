@@ -8,11 +8,17 @@ brown box look alike, and the hand covers it. The interaction says more than the
   through both palms with the chest's up direction;
 - after the release it rests where the grip left it.
 
-The grasp starts at the first frame a fitted palm comes within `onset_m` of the resting object's
-surface. The release frame is chosen by the image: among all candidates (including 'never'), the
-one whose whole trajectory best explains the frames' object colour, summed over every frame from
-the grasp on with the hands' pixels left out. With the colour posterior pf, a silhouette S costs
-sum over S of log((1 - pf) / pf) plus a constant per frame, so candidates compare exactly.
+The hands say roughly when the grasp starts: the first frame a fitted palm comes within `onset_m`
+of the resting object's surface. The image says exactly: among the frames around it, the one whose
+trajectory (at rest until it, carried from it) best explains the object colour. The release frame
+is chosen by the image too: among all candidates (including 'never'), the one whose whole
+trajectory best explains the frames' object colour, summed over every frame from the grasp on
+with the hands' pixels left out. With the colour posterior pf, a silhouette S costs
+sum over S of log((1 - pf) / pf) plus a constant per frame, so candidates compare exactly. Set
+down, the object stands upright as it first stood, turned about the vertical (`upright`).
+
+The refinement's image term also leaves out the body where it is in front of the object
+(`body_mask`): a box carried behind a child's back is hidden, not elsewhere.
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ class InteractionOptions:
                                    # fitted off the object makes 'put straight back' look likely
     forearm_radius_m: float = 0.04  # pixels of the forearms and hands the object likelihood ignores
     hand_radius_m: float = 0.05
+    image_grasp: bool = True       # the grasp frame chosen by the image among grasp_before..grasp_after
+    grasp_before: int = 4          # frames around the hands' estimate,
+    grasp_after: int = 16
+    grasp_window: int = 24         # compared over the frames up to this many past the last candidate
+    body_occlusion: bool = True    # the refinement's image term also leaves out the body in front of the object
+    set_down_upright: bool = True  # let go, the object stands as it first stood, turned about the vertical
 
 
 @dataclass
@@ -105,6 +117,37 @@ def hand_mask(camera: PinholeCamera, elbows: np.ndarray, wrists: np.ndarray, pal
                 width = max(1, int(round(2 * camera.K[0, 0] * r / z.mean())))
                 p, q = (tuple(int(round(c)) for c in np.clip(x, -1e4, 1e4)) for x in uv)
                 cv2.line(out[t], p, q, 1, width)
+    return out.astype(bool)
+
+
+# Limbs drawn by `body_mask`, with their radius as a share of the shoulder width.
+BODY_SEGMENTS = (("left_hip", "left_knee", 0.3), ("left_knee", "left_ankle", 0.25),
+                 ("right_hip", "right_knee", 0.3), ("right_knee", "right_ankle", 0.25),
+                 ("left_shoulder", "left_elbow", 0.25), ("right_shoulder", "right_elbow", 0.25),
+                 ("neck", "head", 0.4))
+TORSO = ("left_shoulder", "right_shoulder", "right_hip", "left_hip")
+
+
+def body_mask(camera: PinholeCamera, joints: dict[str, np.ndarray], object_depth: np.ndarray) -> np.ndarray:
+    """(T,H,W) bool: the torso, head and limbs of a posed sequence (joints: name -> (T,3)) where
+    they are nearer the camera than the object (object_depth (T,), metres along the optical axis).
+    A body in front of the object hides it: its pixels are no evidence of where the object is,
+    and a carried box behind a child's back would otherwise be pushed out to where it shows."""
+    T = len(object_depth)
+    out = np.zeros((T, camera.height, camera.width), np.uint8)
+    width = np.linalg.norm(joints["left_shoulder"] - joints["right_shoulder"], axis=1)
+    for t in range(T):
+        def pixels(names):
+            uv, z = camera.project(np.stack([joints[n][t] for n in names]))
+            return np.clip(np.round(uv), -1e4, 1e4).astype(np.int32), z
+        uv, z = pixels(TORSO)
+        if np.all(z > 0.05) and z.mean() < object_depth[t]:
+            cv2.fillConvexPoly(out[t], cv2.convexHull(uv), 1)
+        for a, b, share in BODY_SEGMENTS:
+            uv, z = pixels((a, b))
+            if np.all(z > 0.05) and z.mean() < object_depth[t]:
+                thick = max(1, int(round(2 * camera.K[0, 0] * share * width[t] / z.mean())))
+                cv2.line(out[t], tuple(map(int, uv[0])), tuple(map(int, uv[1])), 1, thick)
     return out.astype(bool)
 
 
@@ -182,22 +225,29 @@ def grip_track(model: ObjectModel, hull: np.ndarray, pos0: np.ndarray, quat0: np
     first = int(np.argmin(dist))
     hands = tuple(bool(k == first or dist[k] < options.second_hand_m) for k in range(2))
     origin, frame = grip_frames(palms, wrist_rot, chest_up, hands)
-    rel_rot = frame[g].T @ rot0
-    carried_rot = frame @ rel_rot
-    if all(hands):
-        carried_pos = origin + np.einsum("tij,j->ti", frame, frame[g].T @ (pos0 - origin[g]))
-    else:  # one palm, often fitted decimetres off the object: its wrist's turn would swing it on that lever
-        carried_pos = pos0 + origin - origin[g]
-    gap = support_gaps(carried_pos, carried_rot, hull, support)
+
+    def carry(g: int) -> tuple[np.ndarray, np.ndarray]:
+        """(T,3), (T,3,3) the object moving rigidly with the grip taken at frame g."""
+        rot = frame @ (frame[g].T @ rot0)
+        if all(hands):
+            return origin + np.einsum("tij,j->ti", frame, frame[g].T @ (pos0 - origin[g])), rot
+        # one palm, often fitted decimetres off the object: its wrist's turn would swing it on that lever
+        return pos0 + origin - origin[g], rot
+
+    if options.image_grasp:
+        g = _best_grasp(g, T, pos0, rot0, carry, hull, camera, evidence, options)
+    carried_pos, carried_rot = carry(g)
+    rest_rot = upright(carried_rot, rot0) if options.set_down_upright else carried_rot
+    gap = support_gaps(carried_pos, rest_rot, hull, support)
     set_down = carried_pos - gap[:, None] * np.array([0.0, 0.0, 1.0])
     travelled = np.zeros(T)  # the farthest the carried object has been from where it lay, since the grasp
     travelled[g:] = np.maximum.accumulate(np.linalg.norm(carried_pos[g:] - pos0, axis=1))
     resting = (np.abs(gap) < options.release_gap_m) & (travelled >= options.release_travel_m)
-    release = _best_release(g, carried_pos, carried_rot, set_down, hull, camera, evidence, resting, options)
+    release = _best_release(g, carried_pos, carried_rot, set_down, rest_rot, hull, camera, evidence, resting, options)
     end = T if release is None else release
     pos[g:end], rot[g:end] = carried_pos[g:end], carried_rot[g:end]
     if release is not None:
-        pos[release:], rot[release:] = set_down[release], carried_rot[release]
+        pos[release:], rot[release:] = set_down[release], rest_rot[release]
     held = np.zeros(T, bool)
     held[g:end] = True
     return GripTrack(pos, rot, held, hands, g, release)
@@ -222,6 +272,38 @@ def grasp_frame(surface: np.ndarray, image: np.ndarray, options: InteractionOpti
     return int(np.argmin(nearest)) if nearest.min() < options.onset_far_m else None
 
 
+def _best_grasp(g0: int, T: int, pos0: np.ndarray, rot0: np.ndarray,
+                carry: Callable[[int], tuple[np.ndarray, np.ndarray]], hull: np.ndarray, camera: PinholeCamera,
+                evidence: ColourEvidence, options: InteractionOptions) -> int:
+    """The grasp frame near the hands' estimate g0 whose trajectory (at rest until it, carried from
+    it) best explains the object colour over the frames around it. A hand settles on the object
+    for a few frames before it lifts: taken at the first touch, the object rides along with the
+    last of the reach (oracle pickup_ground s2: taken 10 frames early, 15 cm off all the carry)."""
+    lo = max(0, g0 - options.grasp_before)
+    hi = min(T - options.min_hold_frames - 1, g0 + options.grasp_after)
+    end = min(T, hi + options.grasp_window)
+    if hi <= lo:
+        return g0
+    at_rest = np.cumsum([0.0] + [evidence.cost(t, camera, hull, pos0, rot0) for t in range(lo, end)])
+    costs = {}
+    for g in range(lo, hi + 1):
+        pos, rot = carry(g)
+        costs[g] = at_rest[g - lo] + sum(evidence.cost(t, camera, hull, pos[t], rot[t]) for t in range(g, end))
+    return min(sorted(costs), key=costs.get)
+
+
+def upright(rot: np.ndarray, rot0: np.ndarray) -> np.ndarray:
+    """(T,3,3) rotations turned from rot0 about the vertical only, by the heading of rot (T,3,3):
+    set down on a table or floor, an object stands as it stood; the grip's tilt (from hands fitted
+    centimetres off) would stand it on an edge, its centre centimetres high."""
+    rel = rot @ rot0.T
+    yaw = np.arctan2(rel[:, 1, 0], rel[:, 0, 0])
+    c, s = np.cos(yaw), np.sin(yaw)
+    zero, one = np.zeros_like(yaw), np.ones_like(yaw)
+    turn = np.stack([np.stack([c, -s, zero], -1), np.stack([s, c, zero], -1), np.stack([zero, zero, one], -1)], -2)
+    return turn @ rot0
+
+
 def support_gaps(pos: np.ndarray, rot: np.ndarray, hull: np.ndarray, support: Callable[[np.ndarray], np.ndarray]
                  ) -> np.ndarray:
     """(T,) height of the object's lowest hull point above the support under it (negative: in it)."""
@@ -229,12 +311,13 @@ def support_gaps(pos: np.ndarray, rot: np.ndarray, hull: np.ndarray, support: Ca
     return (world[..., 2] - support(world.reshape(-1, 3)).reshape(world.shape[:2])).min(axis=1)
 
 
-def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, set_down: np.ndarray, hull: np.ndarray,
-                  camera: PinholeCamera, evidence: ColourEvidence, resting: np.ndarray,
+def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, set_down: np.ndarray, rest_rot: np.ndarray,
+                  hull: np.ndarray, camera: PinholeCamera, evidence: ColourEvidence, resting: np.ndarray,
                   options: InteractionOptions) -> int | None:
     """The release frame (None: never) whose trajectory costs least over frames g..T-1; only
     frames where the carried object is near a support, having been moved, are candidates, and it
-    stays where it was set down (`set_down`: the carried positions lowered onto the support)."""
+    stays where it was set down (`set_down`: the carried positions lowered onto the support, turned
+    `rest_rot`)."""
     T = len(pos)
     carried = np.array([evidence.cost(t, camera, hull, pos[t], rot[t]) for t in range(g, T)])
     carried_until = np.concatenate([[0.0], np.cumsum(carried)])  # [k]: frames g..g+k-1 carried
@@ -243,6 +326,6 @@ def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, set_down: np.ndarray
     for r in range(T - 1, g + options.min_hold_frames - 1, -1):
         later += evidence.log_odds(r)
         if resting[r]:
-            costs[r] = float(carried_until[r - g]) + evidence.map_cost(later, camera, hull, set_down[r], rot[r])
+            costs[r] = float(carried_until[r - g]) + evidence.map_cost(later, camera, hull, set_down[r], rest_rot[r])
     best = min(sorted(costs), key=costs.get, default=None)  # ties go to the earlier release
     return best if best is not None and costs[best] < carried_until[-1] else None
