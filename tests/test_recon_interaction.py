@@ -191,3 +191,30 @@ def test_a_let_go_object_rests_upright_on_its_support():
     assert cost(1, True) == pytest.approx((0.03 / options.support_m) ** 2, rel=1e-6)
     assert cost(2, False) < 1e-9  # held up by a hand
     assert cost(3, True) > (0.17 / options.first_rad) ** 2 * 0.9  # leaning 10 degrees on an edge
+
+
+def test_keypoints_may_move_a_little_from_the_fit_and_no_further():
+    """Inside the bound the human is free (zero cost, zero gradient, finite at rest); beyond, each
+    centimetre costs as a centimetre of grip, so a misplaced object cannot drag the body off. The
+    hands get a wider bound than the body, to reach an object the fit left them short of."""
+    import torch
+
+    from grail.recon.keypoints import KEYPOINTS
+    from grail.recon.refine import RefineOptions, keep_term
+
+    options = RefineOptions()
+    fitted = torch.zeros((2, len(KEYPOINTS), 3), dtype=torch.float64)
+    joints = fitted.clone().requires_grad_(True)
+    keep_term(joints, fitted, options).backward()
+    assert torch.isfinite(joints.grad).all() and float(joints.grad.abs().max()) == 0.0
+
+    def moved(name: str, metres: float) -> float:
+        pose = fitted.clone()
+        pose[1, KEYPOINTS.index(name)] = torch.tensor([0.6, 0.8, 0.0]) * metres
+        return float(keep_term(pose, fitted, options))
+
+    assert moved("left_hip", options.keep_m - 0.01) < 1e-9
+    assert moved("right_wrist", options.keep_arm_m - 0.01) < 1e-9
+    assert moved("left_hip", 0.5) == pytest.approx(((0.5 - options.keep_m) / options.keep_scale_m) ** 2, rel=1e-6)
+    assert moved("right_wrist", 0.5) == pytest.approx(((0.5 - options.keep_arm_m) / options.keep_scale_m) ** 2,
+                                                      rel=1e-6)

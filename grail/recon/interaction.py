@@ -117,7 +117,7 @@ def hand_mask(camera: PinholeCamera, elbows: np.ndarray, wrists: np.ndarray, pal
                 width = max(1, int(round(2 * camera.K[0, 0] * r / z.mean())))
                 p, q = (tuple(int(round(c)) for c in np.clip(x, -1e4, 1e4)) for x in uv)
                 cv2.line(out[t], p, q, 1, width)
-    return out.astype(bool)
+    return out.view(bool)  # the 0/1 bytes as they are: no second (T,H,W) copy
 
 
 # Limbs drawn by `body_mask`, with their radius as a share of the shoulder width.
@@ -148,7 +148,7 @@ def body_mask(camera: PinholeCamera, joints: dict[str, np.ndarray], object_depth
             if np.all(z > 0.05) and z.mean() < object_depth[t]:
                 thick = max(1, int(round(2 * camera.K[0, 0] * share * width[t] / z.mean())))
                 cv2.line(out[t], tuple(map(int, uv[0])), tuple(map(int, uv[1])), 1, thick)
-    return out.astype(bool)
+    return out.view(bool)
 
 
 class ColourEvidence:

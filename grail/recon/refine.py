@@ -74,6 +74,14 @@ class RefineOptions:
     # silhouette alone is weak along the camera ray (oracle push_box s2: set down right, refined
     # 32 cm off along the ray and 8 cm up).
     rest_on_support: bool = True
+    # Together, the human's keypoints stay within keep_m of where the fit put them (a hinge, stiff
+    # beyond): the contact term pulled a well-fitted body to an object the image had left 40 cm off
+    # (MediaPipe place_table s4: held frames 46 -> 111 mm). None: no bound. place_table and
+    # pickup_ground s0-4: MediaPipe 59.2 -> 54.9 mm, object 11.1 -> 10.9 cm; oracle 31.7 -> 30.1 mm,
+    # object 8.8 -> 9.0 cm.
+    keep_m: float | None = 0.05
+    keep_arm_m: float = 0.15       # elbows and wrists: the hands may still reach the object
+    keep_scale_m: float = 0.01
 
 
 @dataclass
@@ -283,6 +291,7 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
 
     with torch.no_grad():
         held_pose = rig.forward(root_t, local_t)  # the human while the object moves alone
+        fitted = rig.joints(held_pose[0], KEYPOINTS)
 
     def parts(human: bool = True) -> dict[str, torch.Tensor]:
         """The weighted terms; human=False: those that change with the object, the human held."""
@@ -300,6 +309,8 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
             local = palms_on_object(_palm_points(pos, deltas, wrists, offsets), obj, rot)
             out["cont"] = contact_term(local, obj, targets, mask, scene, options)
             out["reg"] = regulariser(obj, options, palm_clearance(local, planes))
+            if human and options.keep_m is not None:
+                out["reg"] = out["reg"] + keep_term(joints, fitted, options)
         return out
 
     def objective(human: bool = True) -> torch.Tensor:
@@ -328,6 +339,15 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         placed = state.at(index, pinned, *first) if state is not None else None
     return RefineResult(root_t.detach().numpy(), local_t.detach().numpy(),
                         placed.pos.numpy() if placed else None, placed.rotvec.numpy() if placed else None, values)
+
+
+def keep_term(joints: torch.Tensor, fitted: torch.Tensor, options: RefineOptions) -> torch.Tensor:
+    """Keypoints (T,K,3) (`KEYPOINTS`) moved further than keep_m (elbows and wrists: keep_arm_m)
+    from the fit's, squared in keep_scale_m."""
+    moved = torch.sqrt(((joints - fitted) ** 2).sum(-1) + 1e-12)  # finite gradient where unmoved
+    bound = torch.tensor([options.keep_arm_m if name.endswith(("elbow", "wrist")) else options.keep_m
+                          for name in KEYPOINTS], dtype=moved.dtype)
+    return (torch.relu(moved - bound) ** 2).sum() / options.keep_scale_m ** 2
 
 
 def _palm_points(pos: torch.Tensor, deltas: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:
