@@ -74,13 +74,12 @@ class RefineOptions:
     # silhouette alone is weak along the camera ray (oracle push_box s2: set down right, refined
     # 32 cm off along the ray and 8 cm up).
     rest_on_support: bool = True
-    # Together, the human's keypoints stay within keep_m of where the fit put them (a hinge, stiff
-    # beyond): the contact term pulled a well-fitted body to an object the image had left 40 cm off
-    # (MediaPipe place_table s4: held frames 46 -> 111 mm). None: no bound. place_table and
-    # pickup_ground s0-4: MediaPipe 59.2 -> 54.9 mm, object 11.1 -> 10.9 cm; oracle 31.7 -> 30.1 mm,
-    # object 8.8 -> 9.0 cm.
+    # Together, the body's keypoints stay within keep_m of where the fit put them (a hinge, stiff
+    # beyond); elbows and wrists are free, so the hands still reach the object. The contact term
+    # pulled a well-fitted body to an object the image had left 40 cm off (MediaPipe place_table
+    # s4: held frames 46 -> 111 mm). None: no bound. MediaPipe, six clips: 65.4 -> 58.3 mm; with
+    # the arms bound at 15 cm too, 57.2 but hands 1-2 cm short of the object (two filter passes lost).
     keep_m: float | None = 0.05
-    keep_arm_m: float = 0.15       # elbows and wrists: the hands may still reach the object
     keep_scale_m: float = 0.01
 
 
@@ -342,12 +341,11 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
 
 
 def keep_term(joints: torch.Tensor, fitted: torch.Tensor, options: RefineOptions) -> torch.Tensor:
-    """Keypoints (T,K,3) (`KEYPOINTS`) moved further than keep_m (elbows and wrists: keep_arm_m)
-    from the fit's, squared in keep_scale_m."""
-    moved = torch.sqrt(((joints - fitted) ** 2).sum(-1) + 1e-12)  # finite gradient where unmoved
-    bound = torch.tensor([options.keep_arm_m if name.endswith(("elbow", "wrist")) else options.keep_m
-                          for name in KEYPOINTS], dtype=moved.dtype)
-    return (torch.relu(moved - bound) ** 2).sum() / options.keep_scale_m ** 2
+    """Body keypoints (`KEYPOINTS` of joints (T,K,3), elbows and wrists left out) moved further
+    than keep_m from the fit's, squared in keep_scale_m."""
+    body = [k for k, name in enumerate(KEYPOINTS) if not name.endswith(("elbow", "wrist"))]
+    moved = torch.sqrt(((joints[:, body] - fitted[:, body]) ** 2).sum(-1) + 1e-12)  # finite gradient where unmoved
+    return (torch.relu(moved - options.keep_m) ** 2).sum() / options.keep_scale_m ** 2
 
 
 def _palm_points(pos: torch.Tensor, deltas: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:
