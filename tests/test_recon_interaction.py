@@ -200,16 +200,17 @@ def test_keypoints_may_move_a_little_from_the_fit_and_no_further():
     import torch
 
     from grail.recon.keypoints import KEYPOINTS
-    from grail.recon.refine import RefineOptions, keep_term
+    from grail.recon.refine import BODY_KEYPOINTS, RefineOptions, keep_term
 
     options = RefineOptions()
-    fitted = torch.zeros((2, len(KEYPOINTS), 3), dtype=torch.float64)
-    joints = fitted.clone().requires_grad_(True)
+    rest = torch.zeros((2, len(KEYPOINTS), 3), dtype=torch.float64)
+    fitted = rest[:, BODY_KEYPOINTS]
+    joints = rest.clone().requires_grad_(True)
     keep_term(joints, fitted, options).backward()
     assert torch.isfinite(joints.grad).all() and float(joints.grad.abs().max()) == 0.0
 
     def moved(name: str, metres: float) -> float:
-        pose = fitted.clone()
+        pose = rest.clone()
         pose[1, KEYPOINTS.index(name)] = torch.tensor([0.6, 0.8, 0.0]) * metres
         return float(keep_term(pose, fitted, options))
 

@@ -290,7 +290,7 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
 
     with torch.no_grad():
         held_pose = rig.forward(root_t, local_t)  # the human while the object moves alone
-        fitted = rig.joints(held_pose[0], KEYPOINTS)
+        fitted = rig.joints(held_pose[0], KEYPOINTS)[:, BODY_KEYPOINTS]
 
     def parts(human: bool = True) -> dict[str, torch.Tensor]:
         """The weighted terms; human=False: those that change with the object, the human held."""
@@ -340,11 +340,14 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
                         placed.pos.numpy() if placed else None, placed.rotvec.numpy() if placed else None, values)
 
 
+#: Indices into KEYPOINTS of those `keep_term` bounds: the body's, elbows and wrists left free.
+BODY_KEYPOINTS = [k for k, name in enumerate(KEYPOINTS) if not name.endswith(("elbow", "wrist"))]
+
+
 def keep_term(joints: torch.Tensor, fitted: torch.Tensor, options: RefineOptions) -> torch.Tensor:
-    """Body keypoints (`KEYPOINTS` of joints (T,K,3), elbows and wrists left out) moved further
-    than keep_m from the fit's, squared in keep_scale_m."""
-    body = [k for k, name in enumerate(KEYPOINTS) if not name.endswith(("elbow", "wrist"))]
-    moved = torch.sqrt(((joints[:, body] - fitted[:, body]) ** 2).sum(-1) + 1e-12)  # finite gradient where unmoved
+    """Body keypoints of joints (T,K,3) (`KEYPOINTS`) moved further than keep_m from the fit's
+    `fitted` (T,B,3) (`BODY_KEYPOINTS`), squared in keep_scale_m."""
+    moved = torch.sqrt(((joints[:, BODY_KEYPOINTS] - fitted) ** 2).sum(-1) + 1e-12)  # finite gradient where unmoved
     return (torch.relu(moved - options.keep_m) ** 2).sum() / options.keep_scale_m ** 2
 
 
