@@ -14,12 +14,12 @@ first frame (`first_root`, the scene's T_world_root) fixes where the clip starts
 3. optimises root positions and the turns of the articulated bones over all frames at once,
    three times: quadratic, then robust, then with the feet planted where the fit itself found
    them slow and low. The objective (HumanTerms) is a MAP one: reprojection at the keypoint
-   noise, joint accelerations at a human scale (heavy-tailed once robust), priors on what one
-   view leaves open (sideways lean, hip and spine roll, arms beside or in front of the body,
-   the pelvis over its feet and, once they are planted from the fit, swaying over the one it
-   stands on), joint limits (knees, shoulders, the spine's range of motion), and ankles on
-   their supports: never below, the lower one on it, and a planted one on it and still (a
-   planted foot's pixel and its support fix its depth; a still one carries that depth on).
+   noise, joint accelerations at a human scale, priors on what one view leaves open (sideways
+   lean, hip and spine roll, arms beside or in front of the body, the pelvis over its feet and,
+   once they are planted from the fit, swaying over the one it stands on),
+   joint limits (knees, shoulders, the spine's range of motion), and ankles on their supports:
+   never below, the lower one on it, and a planted one on it and still (a planted foot's pixel
+   and its support fix its depth; a still one carries that depth on through the frames).
 """
 
 from __future__ import annotations
@@ -74,15 +74,6 @@ class FitOptions:
     # Gaussian at the rms scale rated a smooth wrong depth above the true motion (place_table s0:
     # 72 mm at 0.012, 30 mm at 0.03, oracle 3 px).
     accel_m: float = 0.03
-    # Once robust, the accelerations follow a heavy-tailed law (a Student t): small ones cost as
-    # under a Gaussian at accel_tail_m, large ones only about accel_tail * log(a^2). The ground
-    # truth's joint accelerations have a median of 3 mm/frame^2 and a 99th percentile of 34, while
-    # 3 px of keypoint noise (6 mm/px at 3.5 m) fakes about 20: the Gaussian wide enough for the
-    # tails let the noise through. Fit alone, oracle 3 px, seed 1 of 9 templates: 19.6 -> 18.5 mm
-    # (locomotion 1-2.5 mm better). At 0.015: 18.3, but place_table s0 31 -> 38 mm, its body
-    # drifting 10 cm toward the camera while it places the box; 0.025: 19.1. 0: Gaussian at accel_m.
-    accel_tail: float = 2.0
-    accel_tail_m: float = 0.02
     track_accel_m: float = 0.02     # the same while tracking windows initialise the fit (0.03 let stairs run off)
     track_heading_rad: float = 0.5  # while tracking, the root faces near the heading track (best turned rest pose)
     # While tracking, a window that starts on both feet is also started squatting on them (see
@@ -246,11 +237,8 @@ class HumanTerms:
         reproj = (self.weight[frames] * scaled).sum(-1)
         track = pos[:, self.tracked]
         track = track if before is None else torch.cat([before, track], 0)
-        acc2 = ((track[2:] - 2 * track[1:-1] + track[:-2]) ** 2).sum(-1)
-        if self.robust and o.accel_tail > 0:  # heavy-tailed: noise costs much, a footfall little
-            smooth = (o.accel_tail * torch.log1p(acc2 / (o.accel_tail * o.accel_tail_m ** 2))).sum(-1)
-        else:
-            smooth = acc2.sum(-1) / o.accel_m ** 2
+        acc = track[2:] - 2 * track[1:-1] + track[:-2]
+        smooth = (acc ** 2).sum(-1).sum(-1) / o.accel_m ** 2
         pose = (self.prior * local ** 2).sum(-1).sum(-1) + self._upright(pos, deltas, frames) + self._arms(pos, deltas)
         hinge = local[:, self.hinge_bones]
         off = hinge - (hinge * self.hinge_axes).sum(-1, keepdim=True) * self.hinge_axes
