@@ -12,7 +12,8 @@ from grail.errors import GrailError
 from grail.recon.body import TorchRig, rotvec_to_matrix
 from grail.recon.fit_human import SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, _squat_start, fit_human
 from grail.recon.fit_start import initial_roots
-from grail.recon.keypoints import KEYPOINTS, MEDIAPIPE_INDEX, MEDIAPIPE_OFFSETS_M, keypoint_offsets
+from grail.recon.keypoints import (KEYPOINTS, MEDIAPIPE_FAR_OFFSETS_M, MEDIAPIPE_INDEX, MEDIAPIPE_NEAR_OFFSETS_M, PARTNER,
+                                   keypoint_offsets, landmark_points)
 from grail.recon.observations import Observations
 from grail.recon.oracle import OracleOptions, oracle_observations
 from grail.scene.camera import PinholeCamera
@@ -172,11 +173,14 @@ def test_keypoints_sit_at_their_offsets_on_the_posed_bones(scene):
     scene_dir, gt, _ = scene
     assert not keypoint_offsets("oracle(noise_px=3.0)").any()
     mediapipe = keypoint_offsets("mediapipe-pose==0.10.14 (model_complexity=1, video mode)")
-    assert mediapipe.shape == (len(KEYPOINTS), 3) and np.allclose(mediapipe[KEYPOINTS.index("right_hip")],
-                                                                   MEDIAPIPE_OFFSETS_M["right_hip"])
-    for name in ("shoulder", "hip", "knee", "ankle"):  # calibrated as mirror images
-        left, right = MEDIAPIPE_OFFSETS_M[f"left_{name}"], MEDIAPIPE_OFFSETS_M[f"right_{name}"]
-        assert np.allclose(left, np.array(right) * [1, -1, 1])
+    assert mediapipe.shape == (2, len(KEYPOINTS), 3)
+    assert np.allclose(mediapipe[0, KEYPOINTS.index("right_hip")], MEDIAPIPE_NEAR_OFFSETS_M["right_hip"])
+    assert np.allclose(mediapipe[1, KEYPOINTS.index("right_hip")], MEDIAPIPE_FAR_OFFSETS_M["right_hip"])
+    assert [KEYPOINTS[k] for k in PARTNER[:2]] == ["right_shoulder", "left_shoulder"]
+    for table in (MEDIAPIPE_NEAR_OFFSETS_M, MEDIAPIPE_FAR_OFFSETS_M):  # calibrated as mirror images
+        for name in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle"):
+            assert np.allclose(table[f"left_{name}"], np.array(table[f"right_{name}"]) * [1, -1, 1])
+    assert not np.any([MEDIAPIPE_FAR_OFFSETS_M[f"left_{name}"] for name in ("elbow", "wrist")])  # a hidden arm: a guess
     rig = TorchRig.load(scene_dir / "character.npz")
     pos, deltas = rig.forward(torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt)))
     offsets = torch.zeros((len(KEYPOINTS), 3), dtype=torch.float64)
@@ -187,6 +191,25 @@ def test_keypoints_sit_at_their_offsets_on_the_posed_bones(scene):
     assert np.allclose(moved, deltas[:, rig.joint_bones["left_wrist"], :, 0].numpy() * 0.1)
     assert np.allclose(np.delete(points, KEYPOINTS.index("left_wrist"), 1),
                        np.delete(rig.joints(pos, KEYPOINTS).numpy(), KEYPOINTS.index("left_wrist"), 1))
+
+
+def test_landmarks_take_the_near_offset_on_the_side_facing_the_camera(scene):
+    """A joint nearer the camera than its mirror image carries the near offset, the other the far
+    one, and a pair at equal distance the mean of the two."""
+    scene_dir, gt, _ = scene
+    rig = TorchRig.load(scene_dir / "character.npz")
+    pos, deltas = rig.forward(torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt)))
+    offsets = torch.zeros((2, len(KEYPOINTS), 3), dtype=torch.float64)
+    offsets[0, :, 2], offsets[1, :, 2] = 0.05, -0.05  # near: 5 cm up the bone, far: 5 cm down
+    right_of_body = pos[:, :1] - 3.0 * deltas[:, :1, :, 1]  # 3 m to the character's right, every frame
+    points = landmark_points(rig, pos, deltas, offsets, right_of_body)
+    shift = ((points - rig.joints(pos, KEYPOINTS)) * deltas[:, [rig.joint_bones[k] for k in KEYPOINTS], :, 2]).sum(-1)
+    for name in ("shoulder", "hip"):
+        assert np.allclose(shift[:, KEYPOINTS.index(f"right_{name}")], 0.05, atol=1e-4)
+        assert np.allclose(shift[:, KEYPOINTS.index(f"left_{name}")], -0.05, atol=1e-4)
+    behind = pos[:, :1] - 3.0 * deltas[:, :1, :, 0]  # 3 m behind the pelvis: both hips equally far
+    level = landmark_points(rig, pos[:1], deltas[:1], offsets, behind[:1])
+    assert np.allclose((level - rig.joints(pos[:1], KEYPOINTS))[0, KEYPOINTS.index("left_hip")].numpy(), 0, atol=2e-3)
 
 
 def test_heading_track_ignores_frames_without_a_person(scene):

@@ -34,7 +34,7 @@ from scipy.spatial.transform import Rotation
 from grail.recon.optim import geman_mcclure, minimise
 from grail.recon.body import TorchRig, rest_height, rotvec_to_matrix
 from grail.recon.fit_start import initial_roots, planted_feet, project_points, speed
-from grail.recon.keypoints import KEYPOINTS, keypoint_offsets
+from grail.recon.keypoints import keypoint_offsets, landmark_points
 from grail.recon.observations import Observations
 from grail.recon.physical import SceneSolids, balance_excess, centre_of_mass, segment_weights
 from grail.scene.camera import PinholeCamera
@@ -275,7 +275,7 @@ class HumanTerms:
 
     def keypoints(self, pos: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
         """(T,K,3) where the observed keypoints sit on the posed body."""
-        return self.rig.points(pos, deltas, KEYPOINTS, self.kp_offsets)
+        return landmark_points(self.rig, pos, deltas, self.kp_offsets, self.t_wc)
 
     def ankle_heights(self, pos: torch.Tensor, frames: slice) -> torch.Tensor:
         """(T,2) height of each ankle above where it would stand on the support below it (the

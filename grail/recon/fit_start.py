@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from grail.recon.body import TorchRig, rest_height
-from grail.recon.keypoints import KEYPOINTS, keypoint_offsets
+from grail.recon.keypoints import KEYPOINTS, keypoint_offsets, landmark_points
 from grail.recon.observations import Observations
 from grail.scene.camera import PinholeCamera
 
@@ -179,7 +179,7 @@ def headings(obs: Observations, camera: PinholeCamera, rig: TorchRig, roots: np.
         if (conf[t] > 0).sum() < 4:  # too little seen to tell a heading: interpolated below
             continue
         pos, deltas = rig.forward(torch.tensor(np.repeat(roots[t][None], n, 0)), local)
-        uv = project_points(rig.points(pos, deltas, KEYPOINTS, offsets), K, R_wc, t_wc).numpy()
+        uv = project_points(landmark_points(rig, pos, deltas, offsets, t_wc), K, R_wc, t_wc).numpy()
         err = (conf[t] * np.linalg.norm(uv - obs.keypoints[t], axis=-1)).sum(-1)
         best[t] = cand[int(np.argmin(err))]
     seen = np.flatnonzero(np.isfinite(best))

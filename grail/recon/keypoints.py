@@ -5,18 +5,25 @@ Each keypoint is a named joint of the character (a bone origin of its rig: see
 its documentation (0 nose ... 11/12 shoulders, 13/14 elbows, 15/16 wrists, 23/24 hips, 25/26
 knees, 27/28 ankles); "left" is the person's left in both. MediaPipe's landmarks sit a few
 centimetres from the character's joints (its hips inside the hip joint centres, its ankles on
-the malleoli, above the ankle bone origins): ``MEDIAPIPE_OFFSETS_M`` holds the measured offsets,
-which the fit applies. The head has no such landmark and is not fitted to a keypoint.
+the malleoli, above the ankle bone origins), and not the same way on the side of the body that
+faces the camera as on the side turned away: ``MEDIAPIPE_NEAR_OFFSETS_M`` and
+``MEDIAPIPE_FAR_OFFSETS_M`` hold the measured offsets, which the fit applies (`landmark_points`).
+The head has no such landmark and is not fitted to a keypoint.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 KEYPOINTS: tuple[str, ...] = (
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
     "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
+
+#: Each keypoint's index in KEYPOINTS and that of its mirror image (left <-> right).
+PARTNER: tuple[int, ...] = tuple(KEYPOINTS.index(name.replace("left_", "@").replace("right_", "left_").replace("@", "right_"))
+                                 for name in KEYPOINTS)
 
 #: keypoint -> MediaPipe Pose landmark index.
 MEDIAPIPE_INDEX: dict[str, int] = {
@@ -26,25 +33,53 @@ MEDIAPIPE_INDEX: dict[str, int] = {
 }
 
 #: Where MediaPipe's landmarks sit on the character: the offset of each from its joint, metres in
-#: the joint bone's rest-relative frame (x forward, y left, z up), fitted by least squares to
+#: the joint bone's rest-relative frame (x forward, y left, z up), one table for a joint nearer
+#: the camera than its mirror image and one for the further, fitted by least squares to
 #: MediaPipe's detections on rendered clips at their ground-truth poses (seeds 0-1 of every
-#: template, left and right as mirror images; `python benchmarks/calibrate_keypoints.py` refits
-#: them and checks seeds 2-4: median residual 4.60 -> 3.49 px). Its hips sit 3.7 cm inside the
-#: character's hip joints. Elbows and wrists are left at the joint: where MediaPipe puts them
-#: depends on the arm's pose and on which arm is hidden.
-MEDIAPIPE_OFFSETS_M: dict[str, tuple[float, float, float]] = {
-    "left_shoulder": (0.014, -0.026, 0.008), "right_shoulder": (0.014, 0.026, 0.008),
-    "left_elbow": (0.0, 0.0, 0.0), "right_elbow": (0.0, 0.0, 0.0),
-    "left_wrist": (0.0, 0.0, 0.0), "right_wrist": (0.0, 0.0, 0.0),
-    "left_hip": (0.011, -0.037, 0.004), "right_hip": (0.011, 0.037, 0.004),
-    "left_knee": (-0.002, -0.007, 0.008), "right_knee": (-0.002, 0.007, 0.008),
-    "left_ankle": (0.009, -0.001, 0.020), "right_ankle": (0.009, 0.001, 0.020),
+#: template, left and right as mirror images). `python benchmarks/calibrate_keypoints.py` refits
+#: them and checks seeds 2-4: median residual 4.59 px without offsets, 4.20 with one offset for
+#: both sides, 3.15 with these (near hips 7.2 -> 2.6). Its hips sit 1-4 cm inside the hip joints,
+#: and on the near side its shoulders, hips and knees sit 1.4-2.5 cm higher than on the far side:
+#: a pixel's height at a planted foot is about 2 cm of depth. Where it puts a hidden (far) elbow
+#: or wrist is a guess that hangs on the visible arm, so those are left at the joint.
+MEDIAPIPE_NEAR_OFFSETS_M: dict[str, tuple[float, float, float]] = {
+    "left_shoulder": (0.009, -0.028, 0.016), "right_shoulder": (0.009, 0.028, 0.016),
+    "left_elbow": (0.000, -0.019, 0.009), "right_elbow": (0.000, 0.019, 0.009),
+    "left_wrist": (0.012, 0.004, 0.009), "right_wrist": (0.012, -0.004, 0.009),
+    "left_hip": (0.013, -0.036, 0.012), "right_hip": (0.013, 0.036, 0.012),
+    "left_knee": (-0.001, -0.012, 0.013), "right_knee": (-0.001, 0.012, 0.013),
+    "left_ankle": (0.007, 0.006, 0.023), "right_ankle": (0.007, -0.006, 0.023),
 }
+MEDIAPIPE_FAR_OFFSETS_M: dict[str, tuple[float, float, float]] = {
+    "left_shoulder": (0.014, -0.020, 0.001), "right_shoulder": (0.014, 0.020, 0.001),
+    "left_elbow": (0.000, 0.000, 0.000), "right_elbow": (0.000, 0.000, 0.000),
+    "left_wrist": (0.000, 0.000, 0.000), "right_wrist": (0.000, 0.000, 0.000),
+    "left_hip": (0.011, -0.011, -0.013), "right_hip": (0.011, 0.011, -0.013),
+    "left_knee": (0.001, 0.012, -0.001), "right_knee": (0.001, -0.012, -0.001),
+    "left_ankle": (0.008, -0.002, 0.021), "right_ankle": (0.008, 0.002, 0.021),
+}
+#: Over about this difference in distance to the camera, a joint turns from the far side's
+#: offset to the near side's (a pair at equal distance takes the mean of the two).
+NEAR_FAR_BLEND_M = 0.02
 
 
 def keypoint_offsets(estimator: str) -> np.ndarray:
-    """(K,3) offsets of the estimator's keypoints from the character's joints (zero for the
-    oracle, which projects the joints themselves)."""
+    """(2,K,3) offsets of the estimator's keypoints from the character's joints, when the joint is
+    nearer the camera than its mirror image and when further (zero for the oracle, which
+    projects the joints themselves)."""
     if estimator.startswith("mediapipe"):
-        return np.array([MEDIAPIPE_OFFSETS_M[name] for name in KEYPOINTS])
-    return np.zeros((len(KEYPOINTS), 3))
+        return np.array([[table[name] for name in KEYPOINTS]
+                         for table in (MEDIAPIPE_NEAR_OFFSETS_M, MEDIAPIPE_FAR_OFFSETS_M)])
+    return np.zeros((2, len(KEYPOINTS), 3))
+
+
+def landmark_points(rig, positions: torch.Tensor, deltas: torch.Tensor, offsets: torch.Tensor,
+                    eye: torch.Tensor) -> torch.Tensor:
+    """(T,K,3) where the estimator's keypoints sit on the body posed at `positions`/`deltas`
+    (TorchRig.forward) seen from a camera at `eye`: each joint moved by its near or far offset
+    (`offsets`, from keypoint_offsets), as it is nearer the camera than its mirror image or not."""
+    joints = rig.joints(positions, KEYPOINTS)
+    distance = torch.linalg.norm(joints - eye, dim=-1)
+    nearness = torch.sigmoid((distance[:, list(PARTNER)] - distance) / NEAR_FAR_BLEND_M)[..., None]
+    near, far = (rig.points(positions, deltas, KEYPOINTS, side) for side in offsets)
+    return nearness * near + (1 - nearness) * far

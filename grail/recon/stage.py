@@ -33,7 +33,7 @@ from grail.recon.environment import environment_depth
 from grail.recon.fit_human import FitOptions, fit_human
 from grail.recon.interaction import ColourEvidence, GripTrack, InteractionOptions, body_mask, grip_track, hand_mask
 from grail.recon.hoi import build_hoi, palm_offsets, palms, rig_pose, save_hoi
-from grail.recon.keypoints import KEYPOINTS, keypoint_offsets
+from grail.recon.keypoints import KEYPOINTS, keypoint_offsets, landmark_points
 from grail.recon.observations import Observations
 from grail.recon.object_track import (ObjectModel, ObjectTrack, RegionTracker, SilhouetteEnergy, TrackOptions,
                                       rotvec_from_quat)
@@ -287,8 +287,9 @@ def _metrics(scene: _Scene, obs, obj: _ObjectStart, result, offsets: np.ndarray,
     rig = scene.rig
     pos, deltas = rig_pose(rig, result.root, result.local)
     joints = rig.joints(torch.as_tensor(pos), KEYPOINTS).numpy()
-    seen_points = rig.points(torch.as_tensor(pos), torch.as_tensor(deltas), KEYPOINTS,
-                             torch.as_tensor(keypoint_offsets(obs.estimator)))
+    seen_points = landmark_points(rig, torch.as_tensor(pos), torch.as_tensor(deltas),
+                                  torch.as_tensor(keypoint_offsets(obs.estimator)),
+                                  torch.as_tensor(video.camera.T_world_cam[:3, 3]))
     uv, _ = project(seen_points, video.camera)
     ankles = joints[:, [KEYPOINTS.index("left_ankle"), KEYPOINTS.index("right_ankle")]]
     rest_ankle, _ = _rest_heights(rig)
