@@ -16,14 +16,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from grail.recon.body import TorchRig
+
 KEYPOINTS: tuple[str, ...] = (
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
     "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
 
-#: Each keypoint's index in KEYPOINTS and that of its mirror image (left <-> right).
-PARTNER: tuple[int, ...] = tuple(KEYPOINTS.index(name.replace("left_", "@").replace("right_", "left_").replace("@", "right_"))
-                                 for name in KEYPOINTS)
+#: For each keypoint, the index in KEYPOINTS of its mirror image (left <-> right).
+_MIRROR_SIDE = {"left": "right", "right": "left"}
+PARTNER: tuple[int, ...] = tuple(KEYPOINTS.index(f"{_MIRROR_SIDE[side]}_{joint}")
+                                 for side, joint in (name.split("_", 1) for name in KEYPOINTS))
 
 #: keypoint -> MediaPipe Pose landmark index.
 MEDIAPIPE_INDEX: dict[str, int] = {
@@ -73,7 +76,7 @@ def keypoint_offsets(estimator: str) -> np.ndarray:
     return np.zeros((2, len(KEYPOINTS), 3))
 
 
-def landmark_points(rig, positions: torch.Tensor, deltas: torch.Tensor, offsets: torch.Tensor,
+def landmark_points(rig: TorchRig, positions: torch.Tensor, deltas: torch.Tensor, offsets: torch.Tensor,
                     eye: torch.Tensor) -> torch.Tensor:
     """(T,K,3) where the estimator's keypoints sit on the body posed at `positions`/`deltas`
     (TorchRig.forward) seen from a camera at `eye`: each joint moved by its near or far offset
