@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import trimesh
 
+from grail.recon.arm_flip import settle_arm_flips
 from grail.recon.body import TorchRig, rotvec_to_matrix
 from grail.recon.contacts import HAND_HALF_THICKNESS_M, ContactLabels, runs
 from grail.recon.keypoints import KEYPOINTS
@@ -81,6 +82,15 @@ class RefineOptions:
     # the arms bound at 15 cm too, 57.2 but hands 1-2 cm short of the object (two filter passes lost).
     keep_m: float | None = 0.05
     keep_scale_m: float = 0.01
+    # A holding arm is turned onto the depth flip (`arm_flip`) whose palm is nearest to touching
+    # the object, when nearer by this margin, at the grip's object and again once the object has
+    # moved alone: the keypoints cannot tell the flips apart and the fit keeps the one its start
+    # fell into (MediaPipe pickup_table s3: the right wrist carried 50 cm nearer the camera; 61.2
+    # -> 40.4 mm, object 14.5 -> 1.6 cm). None: off.
+    flip_margin_m: float | None = 0.05
+    # Only arms seen this surely (elbow and wrist confidence): a hidden arm's keypoints are a
+    # guess, and its flips with them (MediaPipe pickup_ground s0: left wrist 86 -> 103 mm).
+    flip_seen_conf: float = 0.5
 
 
 @dataclass
@@ -283,6 +293,9 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     planes = torch.as_tensor(hull_planes(scene.mesh)) if scene.mesh is not None else None
     if state is not None:
         with torch.no_grad():
+            if options.flip_margin_m is not None:  # at the object's start (the grip)
+                _flip_arms(rig, root_t, local_t, contacts, obs, scene, object_pos,
+                           rotvec_to_matrix(torch.as_tensor(object_rotvec)).numpy(), palm_offsets, options)
             p0 = _palm_points(*rig.forward(root_t, local_t), wrists, offsets).numpy()
         tg, mk = grasp_targets(p0, object_pos, rotvec_to_matrix(torch.as_tensor(object_rotvec)).numpy(), contacts,
                                scene.mesh)
@@ -319,6 +332,12 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         before = float(objective())
     if state is not None and options.object_first:
         minimise([state.pos, state.rotvec], lambda: objective(human=False), options.iterations)
+        if options.flip_margin_m is not None:  # again, at the object the image placed
+            with torch.no_grad():
+                obj = state.at(index, pinned, *first)
+                _flip_arms(rig, root_t, local_t, contacts, obs, scene, obj.pos.numpy(), obj.rotation().numpy(),
+                           palm_offsets, options)
+                p0 = _palm_points(*rig.forward(root_t, local_t), wrists, offsets).numpy()
         if options.regrasp:
             with torch.no_grad():
                 obj = state.at(index, pinned, *first)
@@ -349,6 +368,19 @@ def keep_term(joints: torch.Tensor, fitted: torch.Tensor, options: RefineOptions
     `fitted` (T,B,3) (`BODY_KEYPOINTS`), squared in keep_scale_m."""
     moved = torch.sqrt(((joints[:, BODY_KEYPOINTS] - fitted) ** 2).sum(-1) + 1e-12)  # finite gradient where unmoved
     return (torch.relu(moved - options.keep_m) ** 2).sum() / options.keep_scale_m ** 2
+
+
+def _flip_arms(rig: TorchRig, root: torch.Tensor, local: torch.Tensor, contacts: ContactLabels, obs: Observations,
+               scene: SceneTerms, obj_pos: np.ndarray, obj_rot: np.ndarray, palm_offsets: np.ndarray,
+               options: RefineOptions) -> None:
+    """Turn the seen holding arms of `local` (in place) onto the depth flips nearest the object."""
+    conf = obs.keypoint_conf
+    hands = np.stack([contacts.of(f"{side}_hand") & (conf[:, KEYPOINTS.index(f"{side}_elbow")] >= options.flip_seen_conf)
+                      & (conf[:, KEYPOINTS.index(f"{side}_wrist")] >= options.flip_seen_conf)
+                      for side in ("left", "right")], axis=1)
+    flipped, _ = settle_arm_flips(rig, root.numpy(), local.numpy(), scene.camera.T_world_cam[:3, 3], hands, scene.mesh,
+                                  obj_pos, obj_rot, np.linalg.norm(palm_offsets, axis=-1), options.flip_margin_m)
+    local.copy_(torch.as_tensor(flipped))
 
 
 def _palm_points(pos: torch.Tensor, deltas: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:

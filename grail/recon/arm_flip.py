@@ -1,0 +1,147 @@
+"""A seen arm's depth ambiguity, settled by the object its hand holds.
+
+One camera sees an elbow and a wrist as rays: the elbow lies where its ray meets the sphere of
+upper-arm length about the shoulder, the wrist where its ray meets the sphere of forearm length
+about the elbow, and each meeting has two points. Both reproject alike, so the keypoints cannot
+choose; the fit keeps whichever its start fell into. An arm reaching toward the camera instead of
+away from it puts the wrist decimetres off in depth (MediaPipe pickup_table s2, carrying: the
+right wrist 47-52 cm nearer the camera than it was, the whole-arm flip 2-4 cm from the truth).
+
+A held object chooses: in each frame a hand holds it, each of the arm's four ray-consistent
+configurations is scored by how far its palm is from touching the object's surface, and the arm
+is turned onto the nearest, when it is nearer than the fitted one by a margin (the joint
+refinement does this with the object where the grip put it and again where the image put it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+from scipy.spatial.transform import Rotation
+
+from grail.recon.body import TorchRig
+from grail.recon.contacts import HAND_HALF_THICKNESS_M, surface_distance
+from grail.recon.hoi import rig_pose
+
+SIDES = ("left", "right")
+
+
+def ray_sphere(eye: np.ndarray, point: np.ndarray, centre: np.ndarray, radius: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(2,T,3) the two points on the camera ray through each `point` (T,3) at `radius` (T,) from
+    `centre` (T,3), nearer first, and (T,) whether the ray meets the sphere at all (where it
+    misses, both points are its closest approach)."""
+    ray = point - eye
+    ray = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
+    along = (ray * (centre - eye)).sum(-1)
+    closest = ((centre - eye) ** 2).sum(-1) - along ** 2
+    meets = radius ** 2 - closest >= 0
+    half = np.sqrt(np.maximum(radius ** 2 - closest, 0.0))
+    return np.stack([eye + (along - half)[:, None] * ray, eye + (along + half)[:, None] * ray]), meets
+
+
+def arm_configurations(eye: np.ndarray, shoulder: np.ndarray, elbow: np.ndarray, wrist: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(4,T,3) elbows and (4,T,3) wrists of the arm configurations that reproject as the fitted
+    one (T,3 each): each elbow on its ray at the upper arm's length from the shoulder, each wrist
+    on its ray at the forearm's length from that elbow; and (4,T) whether each exists (a wrist ray
+    may pass beyond a flipped elbow's reach). The fitted arm is one of them."""
+    upper = np.linalg.norm(elbow - shoulder, axis=-1)
+    fore = np.linalg.norm(wrist - elbow, axis=-1)
+    elbows, wrists, exists = [], [], []
+    candidates, elbow_meets = ray_sphere(eye, elbow, shoulder, upper)
+    for e in candidates:
+        ends, wrist_meets = ray_sphere(eye, wrist, e, fore)
+        for w in ends:
+            elbows.append(e)
+            wrists.append(w)
+            exists.append(elbow_meets & wrist_meets)
+    return np.stack(elbows), np.stack(wrists), np.stack(exists)
+
+
+def choose_configuration(gaps: np.ndarray, fitted: np.ndarray, margin_m: float) -> np.ndarray:
+    """(T,) index of the configuration to take per frame, from each one's palm gap to the object
+    (C,T) and the fitted one's (T,): the nearest, if nearer than the fitted by margin_m; -1 keeps
+    the fit."""
+    best = np.argmin(gaps, axis=0)
+    return np.where(fitted - gaps[best, np.arange(gaps.shape[1])] > margin_m, best, -1)
+
+
+def align(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(T,3,3) the smallest rotations taking directions a (T,3) onto b (T,3)."""
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    axis = np.cross(a, b)
+    s = np.linalg.norm(axis, axis=-1)
+    c = (a * b).sum(-1)
+    opposite = (s < 1e-9) & (c < 0)  # half a turn, about any axis across a
+    across = np.where(np.abs(a[:, :1]) < 0.9, np.cross(a, [1.0, 0.0, 0.0]), np.cross(a, [0.0, 1.0, 0.0]))
+    axis = np.where(opposite[:, None], across, axis)
+    k = axis / np.maximum(np.linalg.norm(axis, axis=-1), 1e-12)[:, None]
+    K = np.zeros((len(a), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 0] = -k[:, 2], k[:, 1], k[:, 2]
+    K[:, 1, 2], K[:, 2, 0], K[:, 2, 1] = -k[:, 0], -k[:, 1], k[:, 0]
+    return np.eye(3) + s[:, None, None] * K + (1 - c)[:, None, None] * (K @ K)
+
+
+def reaim_arm(deltas: np.ndarray, parents: list[int], upper: int, fore: int, shoulder: np.ndarray,
+              elbow: np.ndarray, wrist: np.ndarray, new_elbow: np.ndarray, new_wrist: np.ndarray) -> np.ndarray:
+    """(T,2,3) new local rotations (rest-relative axis-angle, `TorchRig` convention) of the upper
+    arm bone (origin at the shoulder) and the forearm bone (origin at the elbow) that put the
+    elbow at new_elbow and the wrist at new_wrist, each turned by the smallest rotation; the
+    bones between and below them keep their local turns (the hand follows its forearm)."""
+    turn_upper = align(elbow - shoulder, new_elbow - shoulder)
+    carried_wrist = new_elbow + np.einsum("tij,tj->ti", turn_upper, wrist - elbow)
+    turn_fore = align(carried_wrist - new_elbow, new_wrist - new_elbow)
+    local_upper = np.swapaxes(deltas[:, parents[upper]], 1, 2) @ turn_upper @ deltas[:, upper]
+    fore_parent = turn_upper @ deltas[:, parents[fore]]  # carried by the upper arm's turn
+    local_fore = np.swapaxes(fore_parent, 1, 2) @ turn_fore @ turn_upper @ deltas[:, fore]
+    return np.stack([Rotation.from_matrix(local_upper).as_rotvec(), Rotation.from_matrix(local_fore).as_rotvec()], 1)
+
+
+def posed_surface_distances(mesh: trimesh.Trimesh, points: np.ndarray, obj_pos: np.ndarray, obj_rot: np.ndarray
+                      ) -> np.ndarray:
+    """(C,T) distance of world points (C,T,3) to the object's surface posed at (T,3), (T,3,3)."""
+    body = np.einsum("tji,ctj->cti", obj_rot, points - obj_pos[None])
+    return surface_distance(mesh, body.reshape(-1, 3)).reshape(points.shape[:2])
+
+
+def palm_gaps(mesh: trimesh.Trimesh, elbows: np.ndarray, wrists: np.ndarray, reach_m: float, obj_pos: np.ndarray,
+              obj_rot: np.ndarray) -> np.ndarray:
+    """(C,T) how far each configuration's palm (reach_m past the wrist along the forearm) is from
+    touching the object's surface (a hand's half thickness out)."""
+    along = wrists - elbows
+    palms = wrists + reach_m * along / np.linalg.norm(along, axis=-1, keepdims=True)
+    return np.abs(posed_surface_distances(mesh, palms, obj_pos, obj_rot) - HAND_HALF_THICKNESS_M)
+
+
+def settle_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np.ndarray, held: np.ndarray,
+                     mesh: trimesh.Trimesh, obj_pos: np.ndarray, obj_rot: np.ndarray, palm_reach_m: np.ndarray,
+                     margin_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pose's local rotations (T,J,3) with each holding arm turned onto the configuration whose
+    palm is nearest to touching the object (`choose_configuration`), and (T,2) the frames changed
+    per hand. `held` (T,2): a hand holds the object, posed at obj_pos (T,3), obj_rot (T,3,3);
+    `eye`: the camera centre; palm_reach_m (2,): each palm centre's distance from its wrist."""
+    pos, deltas = rig_pose(rig, root, local)
+    out = np.array(local, copy=True)
+    changed = np.zeros(held.shape, bool)
+    for k, side in enumerate(SIDES):
+        frames = np.flatnonzero(held[:, k])
+        if not len(frames):
+            continue
+        bones = {name: rig.joint_bones[f"{side}_{name}"] for name in ("shoulder", "elbow", "wrist")}
+        S, E, W = (pos[frames, bones[name]] for name in ("shoulder", "elbow", "wrist"))
+        elbows, wrists, exists = arm_configurations(eye, S, E, W)
+        gaps = np.where(exists, palm_gaps(mesh, elbows, wrists, palm_reach_m[k], obj_pos[frames], obj_rot[frames]), np.inf)
+        fitted = palm_gaps(mesh, E[None], W[None], palm_reach_m[k], obj_pos[frames], obj_rot[frames])[0]
+        pick = choose_configuration(gaps, fitted, margin_m)
+        take = pick >= 0
+        if not take.any():
+            continue
+        rows, chosen = frames[take], (pick[take], np.flatnonzero(take))
+        upper, fore = bones["shoulder"], bones["elbow"]  # the bones whose origins are those joints
+        turned = reaim_arm(deltas[rows], rig.parents, upper, fore, S[take], E[take], W[take],
+                           elbows[chosen], wrists[chosen])
+        out[rows, upper], out[rows, fore] = turned[:, 0], turned[:, 1]
+        changed[rows, k] = True
+    return out, changed

@@ -1,0 +1,116 @@
+"""A seen arm's depth flips (grail.recon.arm_flip): they reproject alike, and a held object turns a
+flipped arm back onto the truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from grail.recon.arm_flip import align, arm_configurations, choose_configuration, reaim_arm, settle_arm_flips
+from grail.recon.body import TorchRig
+from grail.recon.hoi import rig_pose
+from grail.scene.camera import PinholeCamera
+from grail.video.procedural import synthesize
+from grail.video.render import scaled_camera
+from scipy.spatial.transform import Rotation
+
+SIDE = "right"
+BOX = 0.2  # m, the held cube's side
+
+
+@pytest.fixture(scope="module")
+def posed(composed):
+    """pickup_table seed 0: (rig, root, true local rotations, camera)."""
+    scene_dir = composed("pickup_table", 0) / "scene"
+    gt = synthesize(scene_dir).gt
+    camera = scaled_camera(PinholeCamera.from_json(json.loads((scene_dir / "camera.json").read_text())), 1280, 720)
+    q = gt.joint_rot
+    local = Rotation.from_quat(np.concatenate([q[..., 1:], q[..., :1]], -1).reshape(-1, 4)).as_rotvec()
+    return TorchRig.load(scene_dir / "character.npz"), gt.root_pos, local.reshape(q.shape[:-1] + (3,)), camera
+
+
+def _arm(rig, root, local, side=SIDE):
+    pos, deltas = rig_pose(rig, root, local)
+    bones = [rig.joint_bones[f"{side}_{name}"] for name in ("shoulder", "elbow", "wrist")]
+    return pos, deltas, bones, [pos[:, b] for b in bones]
+
+
+def test_the_four_configurations_reproject_alike_and_keep_the_bones(posed):
+    rig, root, local, camera = posed
+    _, _, _, (S, E, W) = _arm(rig, root, local)
+    eye = camera.T_world_cam[:3, 3]
+    elbows, wrists, exists = arm_configurations(eye, S, E, W)
+    assert exists.sum(axis=0).min() >= 1 and not exists.all()  # some flips cannot reach the wrist's ray
+    for e, w, ok in zip(elbows, wrists, exists):
+        assert np.allclose(camera.project(e)[0], camera.project(E)[0], atol=1e-6)
+        assert np.allclose(camera.project(w)[0], camera.project(W)[0], atol=1e-6)
+        assert np.allclose(np.linalg.norm(e - S, axis=-1), np.linalg.norm(E - S, axis=-1), atol=1e-6)
+        assert np.allclose(np.linalg.norm(w - e, axis=-1)[ok], np.linalg.norm(W - E, axis=-1)[ok], atol=1e-6)
+        assert (np.linalg.norm(w - e, axis=-1)[~ok] > np.linalg.norm(W - E, axis=-1)[~ok]).all()
+    fitted = np.linalg.norm(wrists - W, axis=-1).min(axis=0)  # the fitted arm is one of them
+    assert fitted.max() < 1e-6
+    assert np.linalg.norm(wrists - W, axis=-1).max(axis=0).mean() > 0.05  # and the others differ
+
+
+def _flipped(rig, root, local, eye):
+    """The truth with the right arm turned onto its configuration farthest from the true wrist."""
+    pos, deltas, bones, (S, E, W) = _arm(rig, root, local)
+    elbows, wrists, exists = arm_configurations(eye, S, E, W)
+    pick = np.where(exists, np.linalg.norm(wrists - W, axis=-1), -1).argmax(axis=0)
+    frames = np.arange(len(root))
+    turned = reaim_arm(deltas, rig.parents, bones[0], bones[1], S, E, W, elbows[pick, frames], wrists[pick, frames])
+    out = local.copy()
+    out[:, bones[0]], out[:, bones[1]] = turned[:, 0], turned[:, 1]
+    return out, elbows[pick, frames], wrists[pick, frames]
+
+
+def test_reaiming_the_arm_puts_elbow_and_wrist_on_their_targets(posed):
+    rig, root, local, camera = posed
+    flipped, elbow, wrist = _flipped(rig, root, local, camera.T_world_cam[:3, 3])
+    _, _, _, (S, E, W) = _arm(rig, root, flipped)
+    assert np.abs(E - elbow).max() < 1e-6 and np.abs(W - wrist).max() < 1e-6
+    _, _, _, (S0, _, _) = _arm(rig, root, local)
+    assert np.abs(S - S0).max() < 1e-9  # the shoulder stays
+    left = rig.joint_bones["left_wrist"]
+    assert np.abs(rig_pose(rig, root, flipped)[0][:, left] - rig_pose(rig, root, local)[0][:, left]).max() < 1e-9
+
+
+def test_a_held_cube_turns_a_flipped_arm_back_onto_the_truth(posed):
+    rig, root, local, camera = posed
+    eye = camera.T_world_cam[:3, 3]
+    _, _, _, (_, E, W) = _arm(rig, root, local)
+    forearm = (W - E) / np.linalg.norm(W - E, axis=-1, keepdims=True)
+    reach = 0.07
+    centre = W + (reach + 0.016 + BOX / 2) * forearm  # the palm touches the cube's face ahead of it
+    mesh = trimesh.creation.box(extents=(BOX, BOX, BOX))
+    rot = np.repeat(np.eye(3)[None], len(root), 0)
+    flipped, _, wrist = _flipped(rig, root, local, eye)
+    far = np.flatnonzero(np.linalg.norm(wrist - W, axis=-1) > 0.15)
+    held = np.zeros((len(root), 2), bool)
+    held[far[len(far) // 3:], 1] = True  # the first third of the flipped frames not held
+    settled, changed = settle_arm_flips(rig, root, flipped, eye, held, mesh, centre, rot, np.array([reach, reach]), 0.05)
+    _, _, _, (_, _, W2) = _arm(rig, root, settled)
+    assert held[:, 1].sum() > 10 and changed[:, 1].sum() >= 0.9 * held[:, 1].sum()
+    assert not changed[:, 0].any() and not changed[~held[:, 1], 1].any()
+    back = np.linalg.norm(W2 - W, axis=-1)[changed[:, 1]]  # the truth, or another flip as near the cube
+    assert (back < 1e-3).mean() > 0.75 and back.max() < 0.05
+    assert np.array_equal(settled[~held[:, 1]], flipped[~held[:, 1]])
+    kept, none = settle_arm_flips(rig, root, flipped, eye, held, mesh, centre, rot, np.array([reach, reach]), 10.0)
+    assert np.array_equal(kept, flipped) and not none.any()
+
+
+def test_a_flip_is_taken_only_when_nearer_by_the_margin():
+    gaps = np.array([[0.30, 0.10, 0.20], [0.02, 0.08, 0.50]])
+    fitted = np.array([0.30, 0.10, 0.20])
+    assert choose_configuration(gaps, fitted, 0.05).tolist() == [1, -1, -1]
+
+
+def test_align_turns_each_direction_onto_the_other_even_when_opposite():
+    a = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.3, 0.4, 0.5], [0.0, 2.0, 0.0]])
+    b = np.array([[0.0, 0.0, -2.0], [0.0, 1.0, 0.0], [0.3, 0.4, 0.5], [1.0, 1.0, 0.0]])
+    R = align(a, b)
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    assert np.allclose(np.einsum("tij,tj->ti", R, unit(a)), unit(b), atol=1e-12)
+    assert np.allclose(R @ np.swapaxes(R, 1, 2), np.eye(3), atol=1e-12) and np.allclose(np.linalg.det(R), 1.0)
