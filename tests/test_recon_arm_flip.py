@@ -101,10 +101,12 @@ def test_a_held_cube_turns_a_flipped_arm_back_onto_the_truth(posed):
     assert np.array_equal(kept, flipped) and not none.any()
 
 
-def test_a_flip_is_taken_only_when_nearer_by_the_margin():
+def test_a_flip_is_taken_only_when_nearer_by_the_margin_and_near_enough():
     gaps = np.array([[0.30, 0.10, 0.20], [0.02, 0.08, 0.50]])
     fitted = np.array([0.30, 0.10, 0.20])
     assert choose_configuration(gaps, fitted, 0.05).tolist() == [1, -1, -1]
+    assert choose_configuration(gaps, fitted, 0.05, within_m=0.03).tolist() == [1, -1, -1]
+    assert choose_configuration(gaps, fitted, 0.05, within_m=0.01).tolist() == [-1, -1, -1]  # not near enough
 
 
 def test_align_turns_each_direction_onto_the_other_even_when_opposite():

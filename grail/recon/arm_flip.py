@@ -59,12 +59,14 @@ def arm_configurations(eye: np.ndarray, shoulder: np.ndarray, elbow: np.ndarray,
     return np.stack(elbows), np.stack(wrists), np.stack(exists)
 
 
-def choose_configuration(gaps: np.ndarray, fitted: np.ndarray, margin_m: float) -> np.ndarray:
+def choose_configuration(gaps: np.ndarray, fitted: np.ndarray, margin_m: float, within_m: float = np.inf
+                         ) -> np.ndarray:
     """(T,) index of the configuration to take per frame, from each one's palm gap to the object
-    (C,T) and the fitted one's (T,): the nearest, if nearer than the fitted by margin_m; -1 keeps
-    the fit."""
+    (C,T) and the fitted one's (T,): the nearest, if nearer than the fitted by margin_m and its gap
+    under within_m; -1 keeps the fit."""
     best = np.argmin(gaps, axis=0)
-    return np.where(fitted - gaps[best, np.arange(gaps.shape[1])] > margin_m, best, -1)
+    nearest = gaps[best, np.arange(gaps.shape[1])]
+    return np.where((fitted - nearest > margin_m) & (nearest < within_m), best, -1)
 
 
 def align(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -117,7 +119,7 @@ def palm_gaps(mesh: trimesh.Trimesh, elbows: np.ndarray, wrists: np.ndarray, rea
 
 def settle_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np.ndarray, held: np.ndarray,
                      mesh: trimesh.Trimesh, obj_pos: np.ndarray, obj_rot: np.ndarray, palm_reach_m: np.ndarray,
-                     margin_m: float) -> tuple[np.ndarray, np.ndarray]:
+                     margin_m: float, within_m: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """The pose's local rotations (T,J,3) with each holding arm turned onto the configuration whose
     palm is nearest to touching the object (`choose_configuration`), and (T,2) the frames changed
     per hand. `held` (T,2): a hand holds the object, posed at obj_pos (T,3), obj_rot (T,3,3);
@@ -134,7 +136,7 @@ def settle_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np
         elbows, wrists, exists = arm_configurations(eye, S, E, W)
         gaps = np.where(exists, palm_gaps(mesh, elbows, wrists, palm_reach_m[k], obj_pos[frames], obj_rot[frames]), np.inf)
         fitted = palm_gaps(mesh, E[None], W[None], palm_reach_m[k], obj_pos[frames], obj_rot[frames])[0]
-        pick = choose_configuration(gaps, fitted, margin_m)
+        pick = choose_configuration(gaps, fitted, margin_m, within_m)
         take = pick >= 0
         if not take.any():
             continue

@@ -374,13 +374,17 @@ def _flip_arms(rig: TorchRig, root: torch.Tensor, local: torch.Tensor, contacts:
                scene: SceneTerms, obj_pos: np.ndarray, obj_rot: np.ndarray, palm_offsets: np.ndarray,
                options: RefineOptions) -> None:
     """Turn the seen holding arms of `local` (in place) onto the depth flips nearest the object."""
-    conf = obs.keypoint_conf
-    hands = np.stack([contacts.of(f"{side}_hand") & (conf[:, KEYPOINTS.index(f"{side}_elbow")] >= options.flip_seen_conf)
-                      & (conf[:, KEYPOINTS.index(f"{side}_wrist")] >= options.flip_seen_conf)
-                      for side in ("left", "right")], axis=1)
+    hands = np.stack([contacts.of("left_hand"), contacts.of("right_hand")], axis=1) & seen_arms(obs, options.flip_seen_conf)
     flipped, _ = settle_arm_flips(rig, root.numpy(), local.numpy(), scene.camera.T_world_cam[:3, 3], hands, scene.mesh,
                                   obj_pos, obj_rot, np.linalg.norm(palm_offsets, axis=-1), options.flip_margin_m)
     local.copy_(torch.as_tensor(flipped))
+
+
+def seen_arms(obs: Observations, min_conf: float) -> np.ndarray:
+    """(T,2) left and right arms whose elbow and wrist were both detected with min_conf."""
+    conf = obs.keypoint_conf
+    return np.stack([(conf[:, KEYPOINTS.index(f"{side}_elbow")] >= min_conf)
+                     & (conf[:, KEYPOINTS.index(f"{side}_wrist")] >= min_conf) for side in ("left", "right")], axis=1)
 
 
 def _palm_points(pos: torch.Tensor, deltas: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from grail.render.offscreen import select_gl_backend  # before anything below lo
 select_gl_backend()
 
 from grail import __version__  # noqa: E402
+from grail.recon.arm_flip import settle_arm_flips
 from grail.recon.body import TorchRig, rest_height, rotvec_to_matrix
 from grail.recon.contacts import (ContactLabels, ContactOptions, foot_contacts, hand_contacts, label_contacts,
                                   palm_surface_gap, seated)
@@ -40,7 +41,7 @@ from grail.recon.object_track import (ObjectModel, ObjectTrack, RegionTracker, S
 from grail.recon.perception import PerceptionOptions, perceive_human
 from grail.recon.physical import SceneSolids
 from grail.recon.quality import FilterThresholds, QualityInputs, quality_metrics
-from grail.recon.refine import RefineOptions, SceneTerms, project, refine
+from grail.recon.refine import RefineOptions, SceneTerms, project, refine, seen_arms
 from grail.recon.supports import SupportMap
 from grail.recon.video_input import VideoInput, load_video
 from grail.rotations import matrices_from_quats, quats_from_matrices
@@ -62,6 +63,10 @@ class ReconOptions:
     refine: RefineOptions = field(default_factory=RefineOptions)
     thresholds: FilterThresholds = field(default_factory=FilterThresholds)
     refine_grid: int = 32   # image samples per window side in the joint refinement (the tracker uses 64)
+    # Before the grasp is known: a seen arm is turned onto the depth flip (refine.flip_margin_m)
+    # whose palm comes this near touching the object where it lies (a hand reaching for it), so
+    # the grasp is found where the hand arrives. None: off.
+    reach_flip_m: float | None = 0.03
     overlay: bool = True
     threads: int = 1
 
@@ -148,6 +153,8 @@ def reconstruct(seq_dir: Path, options: ReconOptions, progress: Callable[[int, i
     root, local = fit.root_pos, fit.local
     obj = _ObjectStart(None, None, None, None, None)
     if scene.object_model is not None:
+        if options.reach_flip_m is not None and options.refine.flip_margin_m is not None:
+            local = _reaching_arms(scene, video, obs, root, local, offsets, options)
         obj = _object_start(scene, video, root, local, offsets, options)
     lap("object")
     contacts = _contacts(scene, root, local, offsets, None, None, video.fps, options.contacts, obj.grip)
@@ -250,6 +257,16 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
         joints = {name: pos[:, bone] for name, bone in scene.rig.joint_bones.items()}
         energy.set_ignore(mask | body_mask(video.camera, joints, video.camera.world_to_camera(grip.pos)[:, 2]))
     return _ObjectStart(track, energy, grip, grip.pos, rotvec_from_quat(quats_from_matrices(grip.rot)), evidence)
+
+
+def _reaching_arms(scene: _Scene, video: VideoInput, obs: Observations, root: np.ndarray, local: np.ndarray,
+                   offsets: np.ndarray, options: ReconOptions) -> np.ndarray:
+    T = len(root)
+    flipped, _ = settle_arm_flips(scene.rig, root, local, video.camera.T_world_cam[:3, 3],
+                                  seen_arms(obs, options.refine.flip_seen_conf), scene.object_model.mesh,
+                                  np.repeat(scene.pos0[None], T, 0), np.repeat(matrices_from_quats(scene.quat0)[None], T, 0),
+                                  np.linalg.norm(offsets, axis=-1), options.refine.flip_margin_m, options.reach_flip_m)
+    return flipped
 
 
 def _joint_names(rig: TorchRig) -> list[str]:
