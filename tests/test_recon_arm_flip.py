@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 import trimesh
-from grail.recon.arm_flip import align, arm_configurations, choose_configuration, reaim_arm, settle_arm_flips
+from grail.recon.arm_flip import (align, arm_configurations, choose_configuration, reaim_arm, seen_arms,
+                                   settle_arm_flips)
 from grail.recon.body import TorchRig
 from grail.recon.hoi import rig_pose
 from grail.scene.camera import PinholeCamera
@@ -116,3 +117,14 @@ def test_align_turns_each_direction_onto_the_other_even_when_opposite():
     unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
     assert np.allclose(np.einsum("tij,tj->ti", R, unit(a)), unit(b), atol=1e-12)
     assert np.allclose(R @ np.swapaxes(R, 1, 2), np.eye(3), atol=1e-12) and np.allclose(np.linalg.det(R), 1.0)
+
+
+def test_only_arms_seen_surely_at_elbow_and_wrist_count_as_seen():
+    from grail.recon.keypoints import KEYPOINTS
+    from grail.recon.observations import Observations
+
+    conf = np.full((3, len(KEYPOINTS)), 0.9)
+    conf[1, KEYPOINTS.index("left_wrist")] = 0.2   # a hidden wrist
+    conf[2, KEYPOINTS.index("right_elbow")] = 0.0  # an elbow not found
+    obs = Observations(24.0, 320, 180, "test", False, list(KEYPOINTS), np.zeros((3, len(KEYPOINTS), 2)), conf)
+    assert seen_arms(obs, 0.5).tolist() == [[True, True], [False, True], [True, False]]

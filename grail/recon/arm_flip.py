@@ -9,8 +9,11 @@ right wrist 47-52 cm nearer the camera than it was, the whole-arm flip 2-4 cm fr
 
 A held object chooses: in each frame a hand holds it, each of the arm's four ray-consistent
 configurations is scored by how far its palm is from touching the object's surface, and the arm
-is turned onto the nearest, when it is nearer than the fitted one by a margin (the joint
-refinement does this with the object where the grip put it and again where the image put it).
+is turned onto the nearest, when it is nearer than the fitted one by a margin. The stage does
+this before the grasp is looked for, with the object where it lies and only for a palm that then
+nearly touches it (a hand reaching for it); the joint refinement again with the object where the
+grip put it, and once more where the image put it. Only arms the estimator saw surely are
+flipped (`seen_arms`): a hidden arm's keypoints are a guess.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from scipy.spatial.transform import Rotation
 from grail.recon.body import TorchRig
 from grail.recon.contacts import HAND_HALF_THICKNESS_M, surface_distance
 from grail.recon.hoi import rig_pose
+from grail.recon.keypoints import KEYPOINTS
+from grail.recon.observations import Observations
 
 SIDES = ("left", "right")
 
@@ -115,6 +120,13 @@ def palm_gaps(mesh: trimesh.Trimesh, elbows: np.ndarray, wrists: np.ndarray, rea
     along = wrists - elbows
     palms = wrists + reach_m * along / np.linalg.norm(along, axis=-1, keepdims=True)
     return np.abs(posed_surface_distances(mesh, palms, obj_pos, obj_rot) - HAND_HALF_THICKNESS_M)
+
+
+def seen_arms(obs: Observations, min_conf: float) -> np.ndarray:
+    """(T,2) left and right arms whose elbow and wrist were both detected with min_conf."""
+    conf = obs.keypoint_conf
+    return np.stack([(conf[:, KEYPOINTS.index(f"{side}_elbow")] >= min_conf)
+                     & (conf[:, KEYPOINTS.index(f"{side}_wrist")] >= min_conf) for side in SIDES], axis=1)
 
 
 def settle_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np.ndarray, held: np.ndarray,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import trimesh
 
-from grail.recon.arm_flip import settle_arm_flips
+from grail.recon.arm_flip import seen_arms, settle_arm_flips
 from grail.recon.body import TorchRig, rotvec_to_matrix
 from grail.recon.contacts import HAND_HALF_THICKNESS_M, ContactLabels, runs
 from grail.recon.keypoints import KEYPOINTS
@@ -378,13 +378,6 @@ def _flip_arms(rig: TorchRig, root: torch.Tensor, local: torch.Tensor, contacts:
     flipped, _ = settle_arm_flips(rig, root.numpy(), local.numpy(), scene.camera.T_world_cam[:3, 3], hands, scene.mesh,
                                   obj_pos, obj_rot, np.linalg.norm(palm_offsets, axis=-1), options.flip_margin_m)
     local.copy_(torch.as_tensor(flipped))
-
-
-def seen_arms(obs: Observations, min_conf: float) -> np.ndarray:
-    """(T,2) left and right arms whose elbow and wrist were both detected with min_conf."""
-    conf = obs.keypoint_conf
-    return np.stack([(conf[:, KEYPOINTS.index(f"{side}_elbow")] >= min_conf)
-                     & (conf[:, KEYPOINTS.index(f"{side}_wrist")] >= min_conf) for side in ("left", "right")], axis=1)
 
 
 def _palm_points(pos: torch.Tensor, deltas: torch.Tensor, wrists: list[int], offsets: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from grail.render.offscreen import select_gl_backend  # before anything below lo
 select_gl_backend()
 
 from grail import __version__  # noqa: E402
-from grail.recon.arm_flip import settle_arm_flips
+from grail.recon.arm_flip import seen_arms, settle_arm_flips
 from grail.recon.body import TorchRig, rest_height, rotvec_to_matrix
 from grail.recon.contacts import (ContactLabels, ContactOptions, foot_contacts, hand_contacts, label_contacts,
                                   palm_surface_gap, seated)
@@ -41,7 +41,7 @@ from grail.recon.object_track import (ObjectModel, ObjectTrack, RegionTracker, S
 from grail.recon.perception import PerceptionOptions, perceive_human
 from grail.recon.physical import SceneSolids
 from grail.recon.quality import FilterThresholds, QualityInputs, quality_metrics
-from grail.recon.refine import RefineOptions, SceneTerms, project, refine, seen_arms
+from grail.recon.refine import RefineOptions, SceneTerms, project, refine
 from grail.recon.supports import SupportMap
 from grail.recon.video_input import VideoInput, load_video
 from grail.rotations import matrices_from_quats, quats_from_matrices
@@ -261,6 +261,8 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
 
 def _reaching_arms(scene: _Scene, video: VideoInput, obs: Observations, root: np.ndarray, local: np.ndarray,
                    offsets: np.ndarray, options: ReconOptions) -> np.ndarray:
+    """The fitted local rotations with each seen arm whose depth flip nearly touches the object
+    where it lies turned onto that flip (`reach_flip_m`)."""
     T = len(root)
     flipped, _ = settle_arm_flips(scene.rig, root, local, video.camera.T_world_cam[:3, 3],
                                   seen_arms(obs, options.refine.flip_seen_conf), scene.object_model.mesh,
