@@ -107,7 +107,7 @@ def reaim_arm(deltas: np.ndarray, parents: list[int], upper: int, fore: int, sho
 
 
 def posed_surface_distances(mesh: trimesh.Trimesh, points: np.ndarray, obj_pos: np.ndarray, obj_rot: np.ndarray
-                      ) -> np.ndarray:
+                            ) -> np.ndarray:
     """(C,T) distance of world points (C,T,3) to the object's surface posed at (T,3), (T,3,3)."""
     body = np.einsum("tji,ctj->cti", obj_rot, points - obj_pos[None])
     return surface_distance(mesh, body.reshape(-1, 3)).reshape(points.shape[:2])
