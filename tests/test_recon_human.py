@@ -288,3 +288,18 @@ def test_squat_start_folds_the_legs_over_the_feet_it_stood_on(scene):
     facing = Rotation.from_rotvec(last_local[0].numpy()).as_matrix()[:, 0]
     ahead = ((after[0, knees] - after[0, ankles]).numpy() @ facing)
     assert (ahead > 0.1).all(), ahead
+
+
+def test_the_arm_prior_is_centred_outward_of_each_shoulder(scene):
+    """Relaxed arms hang clear of the torso: the ground truth's elbows and wrists cost less with the
+    prior centred 4.5 cm outward of their shoulder than at the shoulder's plane, and more centred
+    4.5 cm inward; a sign wrong on one side would make the outward and inward centres cost alike."""
+    _, gt, _ = scene
+    root, local = torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt))
+    costs = {}
+    for out in (-0.045, 0.0, 0.045):
+        terms, rig = _terms(scene, lambda p: np.zeros(len(p)), arm_out_m=out)
+        pos, deltas = rig.forward(root, local)
+        costs[out] = float(terms._arms(pos, deltas).mean())
+    assert costs[0.045] < 0.8 * costs[0.0], costs
+    assert costs[-0.045] > 2.0 * costs[0.0], costs
