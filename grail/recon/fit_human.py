@@ -157,8 +157,9 @@ class HumanTerms:
         self.floor: torch.Tensor | None = None
         self.chest = rig.names.index("spine01") if "spine01" in rig.names else 0
         self.arms = [(rig.joint_bones[f"{side}_shoulder"], rig.joint_bones[f"{side}_elbow"]) for side in ("left", "right")]
-        self.arm_chains = [tuple(rig.joint_bones[f"{side}_{joint}"] for joint in ("shoulder", "elbow", "wrist"))
-                           for side in ("left", "right")]
+        # (outward sign along the chest's left axis, shoulder, elbow, wrist) of each arm
+        self.arm_chains = [(outward, *(rig.joint_bones[f"{side}_{joint}"] for joint in ("shoulder", "elbow", "wrist")))
+                           for side, outward in (("left", 1.0), ("right", -1.0))]
         self.tracked = sorted(set(rig.joint_bones.values()))
         self.free = [rig.names.index(name) for name in FREE if name in rig.names]
         self.spine = [rig.names.index(name) for name in SPINE if name in rig.names]
@@ -208,7 +209,7 @@ class HumanTerms:
         resting pose). A side view cannot tell a hand beside the body from one in front of it: this does."""
         left = deltas[:, self.chest, :, 1]
         cost = pos.new_zeros(len(pos))
-        for outward, (shoulder, elbow, wrist) in zip((1.0, -1.0), self.arm_chains):  # left chain, then right
+        for outward, shoulder, elbow, wrist in self.arm_chains:
             for joint in (elbow, wrist):
                 out = outward * ((pos[:, joint] - pos[:, shoulder]) * left).sum(-1)
                 cost = cost + (out - self.options.arm_out_m) ** 2
