@@ -156,10 +156,10 @@ class HumanTerms:
         self.robust = False
         self.floor: torch.Tensor | None = None
         self.chest = rig.names.index("spine01") if "spine01" in rig.names else 0
-        self.arms = [(rig.joint_bones[f"{side}_shoulder"], rig.joint_bones[f"{side}_elbow"]) for side in ("left", "right")]
         # (outward sign along the chest's left axis, shoulder, elbow, wrist) of each arm
         self.arm_chains = [(outward, *(rig.joint_bones[f"{side}_{joint}"] for joint in ("shoulder", "elbow", "wrist")))
                            for side, outward in (("left", 1.0), ("right", -1.0))]
+        self.arms = [(shoulder, elbow) for _, shoulder, elbow, _ in self.arm_chains]
         self.tracked = sorted(set(rig.joint_bones.values()))
         self.free = [rig.names.index(name) for name in FREE if name in rig.names]
         self.spine = [rig.names.index(name) for name in SPINE if name in rig.names]
