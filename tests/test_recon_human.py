@@ -303,3 +303,16 @@ def test_the_arm_prior_is_centred_outward_of_each_shoulder(scene):
         costs[out] = float(terms._arms(pos, deltas).mean())
     assert costs[0.045] < 0.8 * costs[0.0], costs
     assert costs[-0.045] > 2.0 * costs[0.0], costs
+
+
+def test_the_trunk_and_arms_accelerate_on_a_tighter_scale_than_the_legs(scene):
+    """A body still over five frames but for a 1 cm jolt of the middle one: each joint's second
+    differences are (1, -2, 1) cm, so each costs 6 cm^2 over its scale squared, the four knees and
+    ankles at accel_m and the other eleven joints at upper_accel_m."""
+    terms, rig = _terms(scene, lambda p: np.zeros(len(p)), accel_m=0.03, upper_accel_m=0.015)
+    root = torch.zeros((5, 3), dtype=torch.float64)
+    root[2, 0] = 0.01
+    local = torch.zeros((5, rig.bones, 3), dtype=torch.float64)
+    smooth = float(terms.parts(root, local, slice(0, 5))["smoothness"])
+    assert len(terms.tracked) == 15
+    assert smooth == pytest.approx(6e-4 * (4 / 0.03 ** 2 + 11 / 0.015 ** 2), rel=1e-6)

@@ -74,7 +74,14 @@ class FitOptions:
     # Gaussian at the rms scale rated a smooth wrong depth above the true motion (place_table s0:
     # 72 mm at 0.012, 30 mm at 0.03, oracle 3 px).
     accel_m: float = 0.03
-    track_accel_m: float = 0.02     # the same while tracking windows initialise the fit (0.03 let stairs run off)
+    # ... for the knees and ankles only: they swing and strike the ground, while the trunk and arms
+    # move at a third of their rate (the templates' ground truth: knees and ankles 13 mm/frame^2
+    # rms, 60 at the 99th percentile; pelvis and hips 4 and 10; shoulders, neck, head, elbows 5
+    # and 15-19; wrists 7.5 and 22). One scale for all left keypoint noise in the trunk and arms:
+    # oracle 3 px, fit alone, seed 1 of 9 templates: 19.2 -> 18.2 mm (started at the truth,
+    # 16.6 -> 15.2); MediaPipe, seeds 0 and 2: 44.2 -> 44.0. At 0.015 and 0.0135 place_table lost more.
+    upper_accel_m: float = 0.018
+    track_accel_m: float = 0.02     # both while tracking windows initialise the fit (0.03 let stairs run off)
     track_heading_rad: float = 0.5  # while tracking, the root faces near the heading track (best turned rest pose)
     # While tracking, a window that starts on both feet is also started squatting on them (see
     # _track). Fit alone, MediaPipe: place_table s1 101 -> 52 mm, pickup_ground s0 100 -> 50, s3 83 -> 53.
@@ -161,6 +168,8 @@ class HumanTerms:
                            for side, outward in (("left", 1.0), ("right", -1.0))]
         self.arms = [(shoulder, elbow) for _, shoulder, elbow, _ in self.arm_chains]
         self.tracked = sorted(set(rig.joint_bones.values()))
+        legs = {rig.joint_bones[name] for name in rig.joint_bones if name.endswith(("_knee", "_ankle"))}
+        self.tracked_legs = torch.tensor([bone in legs for bone in self.tracked])
         self.free = [rig.names.index(name) for name in FREE if name in rig.names]
         self.spine = [rig.names.index(name) for name in SPINE if name in rig.names]
         self.spine_low, self.spine_high = torch.tensor(SPINE_RANGE_RAD, dtype=torch.float64).T
@@ -245,7 +254,8 @@ class HumanTerms:
         track = pos[:, self.tracked]
         track = track if before is None else torch.cat([before, track], 0)
         acc = track[2:] - 2 * track[1:-1] + track[:-2]
-        smooth = (acc ** 2).sum(-1).sum(-1) / o.accel_m ** 2
+        scale = torch.where(self.tracked_legs, o.accel_m, o.upper_accel_m)
+        smooth = ((acc ** 2).sum(-1) / scale ** 2).sum(-1)
         pose = (self.prior * local ** 2).sum(-1).sum(-1) + self._upright(pos, deltas, frames) + self._arms(pos, deltas)
         hinge = local[:, self.hinge_bones]
         off = hinge - (hinge * self.hinge_axes).sum(-1, keepdim=True) * self.hinge_axes
@@ -345,7 +355,7 @@ def fit_human(obs: Observations, camera: PinholeCamera, rig: TorchRig, support_h
     # pickup_table s0: 47 mm without sway, 53 with it from the start, 46.5 with it last).
     early = replace(options, sway=0.0)
     if init_local is None and options.track_window > 0:
-        terms.options = replace(early, accel_m=options.track_accel_m)
+        terms.options = replace(early, accel_m=options.track_accel_m, upper_accel_m=options.track_accel_m)
         _track(terms, root, turns, posed, yaw0, options)
     terms.options = early
     stages = [False, True, True] if options.replant else [False, True]
