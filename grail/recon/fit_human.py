@@ -168,7 +168,7 @@ class HumanTerms:
                            for side, outward in (("left", 1.0), ("right", -1.0))]
         self.arms = [(shoulder, elbow) for _, shoulder, elbow, _ in self.arm_chains]
         self.tracked = sorted(set(rig.joint_bones.values()))
-        legs = {rig.joint_bones[name] for name in rig.joint_bones if name.endswith(("_knee", "_ankle"))}
+        legs = {bone for name, bone in rig.joint_bones.items() if name.endswith(("_knee", "_ankle"))}
         self.tracked_legs = torch.tensor([bone in legs for bone in self.tracked])
         self.free = [rig.names.index(name) for name in FREE if name in rig.names]
         self.spine = [rig.names.index(name) for name in SPINE if name in rig.names]

@@ -53,7 +53,7 @@ class Observations:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, fps=np.array(self.fps), width=np.array(self.width), height=np.array(self.height),
                             estimator=np.array(self.estimator), oracle=np.array(self.oracle),
-                            keypoint_names=np.array(self.keypoint_names), keypoints=self.keypoints.astype(np.float64),
+                            keypoint_names=np.array(self.keypoint_names), keypoints=np.asarray(self.keypoints, np.float64),
                             keypoint_conf=self.keypoint_conf.astype(np.float32), **(extra or {}))
         write_bytes_atomic(Path(path), buffer.getvalue())
 
