@@ -11,9 +11,10 @@ import torch
 from grail.errors import GrailError
 from grail.recon.body import TorchRig, rotvec_to_matrix
 from grail.recon.fit_human import SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, _squat_start, fit_human
-from grail.recon.fit_start import initial_roots
-from grail.recon.keypoints import (KEYPOINTS, MEDIAPIPE_FAR_OFFSETS_M, MEDIAPIPE_INDEX, MEDIAPIPE_NEAR_OFFSETS_M, PARTNER,
-                                   keypoint_offsets, landmark_points)
+from grail.recon.fit_start import headings, initial_roots
+from grail.recon.keypoints import (DEPTH_ORDER_JOINTS, KEYPOINTS, MEDIAPIPE_FAR_OFFSETS_M, MEDIAPIPE_INDEX,
+                                   MEDIAPIPE_NEAR_OFFSETS_M, PARTNER, depth_order_evidence, keypoint_offsets,
+                                   landmark_points)
 from grail.recon.observations import Observations
 from grail.recon.oracle import OracleOptions, oracle_observations
 from grail.scene.camera import PinholeCamera
@@ -316,3 +317,68 @@ def test_the_trunk_and_arms_accelerate_on_a_tighter_scale_than_the_legs(scene):
     smooth = float(terms.parts(root, local, slice(0, 5))["smoothness"])
     assert len(terms.tracked) == 15
     assert smooth == pytest.approx(6e-4 * (4 / 0.03 ** 2 + 11 / 0.015 ** 2), rel=1e-6)
+
+
+def _with_conf(obs: Observations, estimator: str, conf: dict[str, float]) -> Observations:
+    c = np.full(obs.keypoint_conf.shape, 0.95)
+    for name, value in conf.items():
+        c[:, KEYPOINTS.index(name)] = value
+    return Observations(obs.fps, obs.width, obs.height, estimator, False, list(KEYPOINTS), obs.keypoints.copy(), c)
+
+
+def test_a_visibility_gap_tells_which_of_a_pair_is_nearer(scene):
+    """MediaPipe's confidence is a visibility: a clear gap between a pair says which one the body
+    hides. Full evidence from a gap of 0.4, none under 0.2 or from an estimator whose confidence
+    is no visibility, or for a joint outside the image."""
+    _, gt, camera = scene
+    obs = oracle_observations(gt.joint_names, gt.joint_pos[:1], gt.fps, camera, OracleOptions(noise_px=0.0, dropout=0.0))
+    gaps = {"left_knee": 0.95, "right_knee": 0.45, "left_ankle": 0.6, "right_ankle": 0.9, "left_elbow": 0.8, "right_elbow": 0.7}
+    evidence = depth_order_evidence(_with_conf(obs, "mediapipe", gaps))
+    assert list(DEPTH_ORDER_JOINTS) == ["knee", "ankle", "elbow"]
+    assert evidence[0] == pytest.approx([1.0, -0.5, 0.0])
+    assert not depth_order_evidence(_with_conf(obs, "oracle", gaps)).any()
+    outside = _with_conf(obs, "mediapipe", gaps)
+    outside.keypoints[0, KEYPOINTS.index("right_knee")] = [-5.0, 10.0]
+    assert depth_order_evidence(outside)[0, 0] == 0.0
+
+
+def test_the_depth_order_term_costs_only_a_pair_the_wrong_way_round(scene):
+    """Evidence that agrees with the pose costs nothing; evidence against it costs the pair's gap
+    in distance to the camera over order_m, squared, times its strength."""
+    _, gt, _ = scene
+    root, local = torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt))
+    terms, rig = _terms(scene, lambda p: np.zeros(len(p)))
+    pos, _ = rig.forward(root, local)
+    eye = terms.t_wc
+    gap = torch.stack([(pos[:, rig.joint_bones[f"left_{j}"]] - eye).norm(dim=-1)
+                       - (pos[:, rig.joint_bones[f"right_{j}"]] - eye).norm(dim=-1) for j in DEPTH_ORDER_JOINTS], 1)
+    truth = -torch.sign(gap)  # +1 where the left one is nearer
+    terms.order = truth
+    assert float(terms._depth_order(pos, slice(None))) == pytest.approx(0.0)
+    terms.order = -0.5 * truth
+    expected = 0.5 * float((gap ** 2).sum()) / terms.options.order_m ** 2
+    assert float(terms._depth_order(pos, slice(None))) == pytest.approx(expected, rel=1e-9)
+    assert expected > 100.0
+
+
+def test_the_heading_of_a_side_view_follows_which_side_is_hidden(scene):
+    """Seen from the side, a body and the same body turned half round project alike; the side the
+    estimator reports less visible is the far one, and the heading track follows it."""
+    scene_dir, gt, camera = scene
+    rig = TorchRig.load(scene_dir / "character.npz")
+    ahead = camera.R_world_cam[:, 2] * np.array([1.0, 1.0, 0.0])
+    root = camera.position * np.array([1.0, 1.0, 0.0]) + 3.5 * ahead / np.linalg.norm(ahead)
+    root[2] = gt.root_pos[0, 2]
+    ray = root[:2] - camera.position[:2]
+    yaw = float(np.arctan2(-ray[0], ray[1]))  # the left axis along the ray: the right side faces the camera
+    yaw = np.round(yaw / (np.pi / 12)) * np.pi / 12  # on the candidates' grid
+    local = torch.zeros((3, rig.bones, 3), dtype=torch.float64)
+    local[:, 0, 2] = yaw
+    pos, _ = rig.forward(torch.tensor(np.repeat(root[None], 3, 0)), local)
+    obs = oracle_observations(KEYPOINTS, rig.joints(pos, KEYPOINTS).numpy(), 24.0, camera,
+                              OracleOptions(noise_px=0.0, dropout=0.0))
+    roots = np.repeat(root[None], 3, 0)
+    for hidden, expected in (("left", yaw), ("right", yaw + np.pi)):
+        seen = _with_conf(obs, "mediapipe", {f"{hidden}_{j}": 0.3 for j in DEPTH_ORDER_JOINTS})
+        error = np.angle(np.exp(1j * (headings(seen, camera, rig, roots, 24) - expected)))
+        assert np.degrees(np.abs(error)).max() < 16.0, (hidden, np.degrees(error))

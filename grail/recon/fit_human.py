@@ -17,9 +17,11 @@ first frame (`first_root`, the scene's T_world_root) fixes where the clip starts
    noise, joint accelerations at a human scale, priors on what one view leaves open (sideways
    lean, hip and spine roll, arms beside or in front of the body, the pelvis over its feet and,
    once they are planted from the fit, swaying over the one it stands on),
-   joint limits (knees, shoulders, the spine's range of motion), and ankles on their supports:
+   joint limits (knees, shoulders, the spine's range of motion), ankles on their supports:
    never below, the lower one on it, and a planted one on it and still (a planted foot's pixel
-   and its support fix its depth; a still one carries that depth on through the frames).
+   and its support fix its depth; a still one carries that depth on through the frames), and
+   of a knee, ankle or elbow pair the one the estimator sees clearly less beyond the other
+   (which way a side view faces, and which way round a body turns through one).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from scipy.spatial.transform import Rotation
 from grail.recon.optim import geman_mcclure, minimise
 from grail.recon.body import TorchRig, rest_height, rotvec_to_matrix
 from grail.recon.fit_start import initial_roots, planted_feet, project_points, speed
-from grail.recon.keypoints import keypoint_offsets, landmark_points
+from grail.recon.keypoints import DEPTH_ORDER_JOINTS, depth_order_evidence, keypoint_offsets, landmark_points
 from grail.recon.observations import Observations
 from grail.recon.physical import SceneSolids, balance_excess, centre_of_mass, segment_weights
 from grail.scene.camera import PinholeCamera
@@ -124,6 +126,11 @@ class FitOptions:
     reach_m: float = 0.35           # the centre of mass at most this far beyond the feet, horizontally
     fall_m: float = 0.02            # scale of the excess (a body leaning further would fall)
     heading_candidates: int = 24
+    # A joint the estimator reports clearly less visible than its mirror image lies beyond it
+    # (keypoints.depth_order_evidence): the order costs (distance of the wrong way / order_m)^2.
+    # One view cannot tell a body turning one way from one turning the other way round through a
+    # side view (the hips in line with the camera), nor which way a side view faces, without it.
+    order_m: float = 0.02
 
 
 @dataclass
@@ -151,6 +158,8 @@ class HumanTerms:
         self.planted = torch.zeros((obs.frames, 2), dtype=torch.float64)
         self.kp = torch.tensor(obs.keypoints, dtype=torch.float64)
         self.kp_offsets = torch.tensor(keypoint_offsets(obs.estimator))
+        self.order = torch.tensor(depth_order_evidence(obs))
+        self.order_pairs = [(rig.joint_bones[f"left_{j}"], rig.joint_bones[f"right_{j}"]) for j in DEPTH_ORDER_JOINTS]
         self.weight = torch.tensor(obs.keypoint_conf, dtype=torch.float64)
         self.K = torch.tensor(camera.K)
         self.R_wc, self.t_wc = torch.tensor(camera.T_world_cam[:3, :3]), torch.tensor(camera.T_world_cam[:3, 3])
@@ -275,7 +284,17 @@ class HumanTerms:
         still = torch.minimum(planted[1:], planted[:-1])
         skate = (still * ((ankles[1:] - ankles[:-1]) ** 2).sum(-1)).sum() / o.skate_m ** 2
         return {"reprojection": reproj.sum(), "smoothness": smooth.sum(), "pose": pose.sum(), "ground": ground.sum(),
-                "skate": skate, "anchor": self._anchor(root, deltas, frames), "physical": self._physical(pos).sum()}
+                "skate": skate, "anchor": self._anchor(root, deltas, frames), "physical": self._physical(pos).sum(),
+                "order": self._depth_order(pos, frames)}
+
+    def _depth_order(self, pos: torch.Tensor, frames: slice) -> torch.Tensor:
+        """How far each pair stands the wrong way round in depth, against the estimator's evidence
+        on which of the two it sees the less (FitOptions.order_m)."""
+        evidence = self.order[frames]
+        left, right = (list(side) for side in zip(*self.order_pairs))
+        gap = (pos[:, left] - self.t_wc).norm(dim=-1) - (pos[:, right] - self.t_wc).norm(dim=-1)  # + : left further
+        wrong = torch.where(evidence > 0, torch.relu(gap), torch.relu(-gap))
+        return (evidence.abs() * wrong ** 2).sum() / self.options.order_m ** 2
 
     def _physical(self, pos: torch.Tensor) -> torch.Tensor:
         """(T,) what physics rules out (grail.recon.physical): joints inside the scene's solids,

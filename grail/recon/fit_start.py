@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from grail.recon.body import TorchRig, rest_height
-from grail.recon.keypoints import KEYPOINTS, keypoint_offsets, landmark_points
+from grail.recon.keypoints import DEPTH_ORDER_JOINTS, KEYPOINTS, depth_order_evidence, keypoint_offsets, landmark_points
 from grail.recon.observations import Observations
 from grail.scene.camera import PinholeCamera
 
@@ -165,7 +165,9 @@ def fill(x: np.ndarray) -> np.ndarray:
 
 
 def headings(obs: Observations, camera: PinholeCamera, rig: TorchRig, roots: np.ndarray, n: int) -> np.ndarray:
-    """Best yaw per frame among n candidates (rest pose turned about the root), unwrapped."""
+    """Best yaw per frame among n candidates (rest pose turned about the root), unwrapped. A side
+    view and the same body turned half round project alike: the side the estimator sees less
+    (keypoints.depth_order_evidence) tells them apart."""
     T = obs.frames
     cand = np.linspace(-np.pi, np.pi, n, endpoint=False)
     local = torch.zeros((n, rig.bones, 3), dtype=torch.float64)
@@ -174,6 +176,9 @@ def headings(obs: Observations, camera: PinholeCamera, rig: TorchRig, roots: np.
     R_wc, t_wc = torch.tensor(camera.T_world_cam[:3, :3]), torch.tensor(camera.T_world_cam[:3, 3])
     offsets = torch.tensor(keypoint_offsets(obs.estimator))
     conf = obs.keypoint_conf
+    order = depth_order_evidence(obs)
+    pairs = [[rig.joint_bones[f"{side}_{joint}"] for joint in DEPTH_ORDER_JOINTS] for side in ("left", "right")]
+    f = float(camera.K[0, 0])
     best = np.full(T, np.nan)
     for t in range(T):
         if (conf[t] > 0).sum() < 4:  # too little seen to tell a heading: interpolated below
@@ -181,6 +186,11 @@ def headings(obs: Observations, camera: PinholeCamera, rig: TorchRig, roots: np.
         pos, deltas = rig.forward(torch.tensor(np.repeat(roots[t][None], n, 0)), local)
         uv = project_points(landmark_points(rig, pos, deltas, offsets, t_wc), K, R_wc, t_wc).numpy()
         err = (conf[t] * np.linalg.norm(uv - obs.keypoints[t], axis=-1)).sum(-1)
+        if order[t].any():  # a pair the wrong way round in depth costs its depth gap, in pixels
+            distance = np.linalg.norm(pos.numpy()[:, pairs] - camera.position, axis=-1)  # (n,2,P)
+            gap = distance[:, 0] - distance[:, 1]
+            wrong = np.where(order[t] > 0, np.maximum(gap, 0.0), np.maximum(-gap, 0.0))
+            err = err + f * (np.abs(order[t]) * wrong).sum(-1) / distance.mean(axis=(1, 2))
         best[t] = cand[int(np.argmin(err))]
     seen = np.flatnonzero(np.isfinite(best))
     if len(seen) == 0:
