@@ -3,12 +3,6 @@
 A height map cast once with MuJoCo rays straight down through ``scene.xml`` with its objects left
 out (they move; the floor, terrain and furniture do not), then sampled bilinearly. Fitting asks it
 for the support under each ankle at every iteration, so it must be cheap.
-
-A seat or a table top stands over free floor: a foot under it stands on the floor, not on it. A
-second map, cast straight up from just above the floor, holds the underside of what stands over
-free floor, and a point below that underside is given the floor. With one map a fitted foot that
-strayed under a chair's seat was pushed up onto it and held there (MediaPipe sit_chair s4: the
-right ankle 30 cm up on the seat, the body 17 cm off toward the camera, 180-220 mm per joint).
 """
 
 from __future__ import annotations
@@ -22,8 +16,6 @@ import numpy as np
 from grail.errors import GrailError
 
 RAY_TOP_M = 5.0
-FLOOR_GAP_M = 0.005     # the upward rays start this far above the floor plane (z = 0)
-FOOT_ROOM_M = 0.1       # free space lower than this under a surface is no room for a foot
 
 
 def static_scene(scene_xml: Path, objects: tuple[str, ...]) -> mujoco.MjModel:
@@ -43,8 +35,6 @@ class SupportMap:
     origin: np.ndarray    # (2,) x, y of cell (0, 0)
     cell: float           # metres
     heights: np.ndarray   # (nx, ny) support height (0 where nothing but the floor)
-    # (nx, ny) underside of what stands over free floor there (-inf: nothing, or solid to the floor)
-    undersides: np.ndarray | None = None
 
     @classmethod
     def from_scene(cls, scene_xml: Path, centre: np.ndarray, half_extent: float = 4.0, cell: float = 0.02,
@@ -56,37 +46,25 @@ class SupportMap:
         n = int(round(2 * half_extent / cell)) + 1
         origin = np.asarray(centre, float)[:2] - half_extent
         xs, ys = origin[0] + cell * np.arange(n), origin[1] + cell * np.arange(n)
-        heights, undersides = np.zeros((n, n)), np.full((n, n), -np.inf)
+        heights = np.zeros((n, n))
         groups = np.array([1, 0, 0, 1, 0, 0], np.uint8)  # floor (0) and collision parts (3), not visuals
         geom = np.zeros(1, np.int32)
-        down, up = np.array([0.0, 0.0, -1.0]), np.array([0.0, 0.0, 1.0])
+        down = np.array([0.0, 0.0, -1.0])
         for i, x in enumerate(xs):
             for j, y in enumerate(ys):
                 d = mujoco.mj_ray(model, data, np.array([x, y, RAY_TOP_M]), down, groups, 1, -1, geom)
                 heights[i, j] = RAY_TOP_M - d if d >= 0 else 0.0
-                if heights[i, j] < FOOT_ROOM_M:
-                    continue
-                # A ray that starts inside a solid (a stair, a slope) leaves it through its top.
-                d = mujoco.mj_ray(model, data, np.array([x, y, FLOOR_GAP_M]), up, groups, 1, -1, geom)
-                if d >= 0 and FOOT_ROOM_M <= FLOOR_GAP_M + d < heights[i, j] - FLOOR_GAP_M:
-                    undersides[i, j] = FLOOR_GAP_M + d
-        return cls(origin, cell, heights, undersides)
+        return cls(origin, cell, heights)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
-        """Support height (N,) under points (N,2 or 3), bilinear; outside the map: the floor (0).
-        A point given with its height (N,3) below the underside of what stands over free floor
-        is under it: its support there is the floor."""
-        points = np.asarray(points, float)
-        p = (points[:, :2] - self.origin) / self.cell
+        """Support height (N,) under points (N,2 or 3), bilinear; outside the map: the floor (0)."""
+        p = (np.asarray(points, float)[:, :2] - self.origin) / self.cell
         n = np.array(self.heights.shape) - 1
         inside = np.all((p >= 0) & (p <= n), axis=1)
         q = np.clip(p, 0, n - 1e-9)
         i0 = np.floor(q).astype(int)
         f = q - i0
-        v = np.zeros(len(points))
-        for di, dj in ((0, 0), (1, 0), (0, 1), (1, 1)):
-            corner = self.heights[i0[:, 0] + di, i0[:, 1] + dj]
-            if points.shape[1] == 3 and self.undersides is not None:
-                corner = np.where(points[:, 2] < self.undersides[i0[:, 0] + di, i0[:, 1] + dj], 0.0, corner)
-            v += corner * np.where(di, f[:, 0], 1 - f[:, 0]) * np.where(dj, f[:, 1], 1 - f[:, 1])
+        h = self.heights
+        v = (h[i0[:, 0], i0[:, 1]] * (1 - f[:, 0]) * (1 - f[:, 1]) + h[i0[:, 0] + 1, i0[:, 1]] * f[:, 0] * (1 - f[:, 1])
+             + h[i0[:, 0], i0[:, 1] + 1] * (1 - f[:, 0]) * f[:, 1] + h[i0[:, 0] + 1, i0[:, 1] + 1] * f[:, 0] * f[:, 1])
         return np.where(inside, v, 0.0)
