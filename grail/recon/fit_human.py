@@ -36,7 +36,7 @@ from scipy.spatial.transform import Rotation
 from grail.recon.optim import geman_mcclure, minimise
 from grail.recon.body import TorchRig, rest_height, rotvec_to_matrix
 from grail.recon.fit_start import initial_roots, planted_feet, project_points, speed
-from grail.recon.keypoints import DEPTH_ORDER_JOINTS, depth_order_evidence, keypoint_offsets, landmark_points
+from grail.recon.keypoints import depth_order_bones, depth_order_evidence, keypoint_offsets, landmark_points
 from grail.recon.observations import Observations
 from grail.recon.physical import SceneSolids, balance_excess, centre_of_mass, segment_weights
 from grail.scene.camera import PinholeCamera
@@ -159,7 +159,7 @@ class HumanTerms:
         self.kp = torch.tensor(obs.keypoints, dtype=torch.float64)
         self.kp_offsets = torch.tensor(keypoint_offsets(obs.estimator))
         self.order = torch.tensor(depth_order_evidence(obs))
-        self.order_pairs = [(rig.joint_bones[f"left_{j}"], rig.joint_bones[f"right_{j}"]) for j in DEPTH_ORDER_JOINTS]
+        self.order_bones = depth_order_bones(rig)
         self.weight = torch.tensor(obs.keypoint_conf, dtype=torch.float64)
         self.K = torch.tensor(camera.K)
         self.R_wc, self.t_wc = torch.tensor(camera.T_world_cam[:3, :3]), torch.tensor(camera.T_world_cam[:3, 3])
@@ -291,7 +291,7 @@ class HumanTerms:
         """How far each pair stands the wrong way round in depth, against the estimator's evidence
         on which of the two it sees the less (FitOptions.order_m)."""
         evidence = self.order[frames]
-        left, right = (list(side) for side in zip(*self.order_pairs))
+        left, right = self.order_bones
         gap = (pos[:, left] - self.t_wc).norm(dim=-1) - (pos[:, right] - self.t_wc).norm(dim=-1)  # + : left further
         wrong = torch.where(evidence > 0, torch.relu(gap), torch.relu(-gap))
         return (evidence.abs() * wrong ** 2).sum() / self.options.order_m ** 2

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from grail.recon.body import TorchRig, rest_height
-from grail.recon.keypoints import DEPTH_ORDER_JOINTS, KEYPOINTS, depth_order_evidence, keypoint_offsets, landmark_points
+from grail.recon.keypoints import KEYPOINTS, depth_order_bones, depth_order_evidence, keypoint_offsets, landmark_points
 from grail.recon.observations import Observations
 from grail.scene.camera import PinholeCamera
 
@@ -177,7 +177,7 @@ def headings(obs: Observations, camera: PinholeCamera, rig: TorchRig, roots: np.
     offsets = torch.tensor(keypoint_offsets(obs.estimator))
     conf = obs.keypoint_conf
     order = depth_order_evidence(obs)
-    pairs = [[rig.joint_bones[f"{side}_{joint}"] for joint in DEPTH_ORDER_JOINTS] for side in ("left", "right")]
+    pairs = depth_order_bones(rig)
     f = float(camera.K[0, 0])
     best = np.full(T, np.nan)
     for t in range(T):

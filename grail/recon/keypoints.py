@@ -94,6 +94,11 @@ def depth_order_evidence(obs: Observations) -> np.ndarray:
     return evidence
 
 
+def depth_order_bones(rig: TorchRig) -> list[list[int]]:
+    """[left bones, right bones] of the rig's joints in DEPTH_ORDER_JOINTS, pair by pair."""
+    return [[rig.joint_bones[f"{side}_{joint}"] for joint in DEPTH_ORDER_JOINTS] for side in ("left", "right")]
+
+
 def keypoint_offsets(estimator: str) -> np.ndarray:
     """(2,K,3) offsets of the estimator's keypoints from the character's joints, when the joint is
     nearer the camera than its mirror image and when further (zero for the oracle, which
