@@ -1,5 +1,6 @@
 """Reconstruct every template over several seeds against the procedural ground truth and print the
-figures of issue 5: MPJPE (world and pelvis-relative, mm), object position (cm) and rotation (deg)
+figures of issue 5: MPJPE (world and pelvis-relative, mm), object position (cm; also split into the
+frames the truth holds the object, 'held', and the rest, 'free') and rotation (deg)
 errors, contact distance (m), penetration (% of frames), human and object smoothness, filter pass
 rate and seconds per sequence, per template and overall; optionally the ablations without L_proj,
 L_depth and L_cont. Targets: MediaPipe MPJPE <= 40 mm, object <= 3 cm, contact <= 0.01 m,
@@ -21,8 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 
 ABLATIONS = {"full": {}, "no_proj": {"proj": 0.0}, "no_depth": {"depth": 0.0}, "no_cont": {"cont": 0.0}}
-COLUMNS = ("mpjpe_mm", "mpjpe_rel_mm", "object_pos_cm", "object_rot_deg", "contact_m", "penetration_pct",
-           "human_smooth", "object_smooth", "passed", "seconds")
 
 
 def sequence(template: str, seed: int, root: Path) -> Path:
@@ -60,6 +59,7 @@ def run_one(job: tuple[str, int, str, str, str]) -> dict:
         return {**row, "error": err.one_line()}
     m = rec.metrics
     row.update(mpjpe_mm=ev["mpjpe_mm"], mpjpe_rel_mm=ev["mpjpe_rel_mm"], object_pos_cm=ev.get("object_pos_cm"),
+               object_held_cm=ev.get("object_held_pos_cm"), object_free_cm=ev.get("object_free_pos_cm"),
                object_rot_deg=ev.get("object_rot_deg"), contact_m=m["contact"]["hand_object_gap_m"],
                penetration_pct=100 * m["penetration"]["frames_share"],
                human_smooth=m["human"]["smoothness_m_per_frame2"],
@@ -77,15 +77,16 @@ def _mean(values: list) -> float:
 def print_table(rows: list[dict], title: str) -> None:
     ok = [r for r in rows if "error" not in r]
     print(f"\n{title}  ({len(ok)}/{len(rows)} reconstructed)")
-    print(f"{'template':14s} {'MPJPE':>6s} {'rel':>6s} {'obj cm':>7s} {'obj deg':>7s} {'contact m':>9s} {'pen %':>6s} "
-          f"{'h smooth':>8s} {'o smooth':>8s} {'pass':>5s} {'s/seq':>6s}")
+    print(f"{'template':14s} {'MPJPE':>6s} {'rel':>6s} {'obj cm':>7s} {'held':>6s} {'free':>6s} {'obj deg':>7s} "
+          f"{'contact m':>9s} {'pen %':>6s} {'h smooth':>8s} {'o smooth':>8s} {'pass':>5s} {'s/seq':>6s}")
     groups = sorted({r["template"] for r in ok}) + ["overall"]
     for g in groups:
         rs = ok if g == "overall" else [r for r in ok if r["template"] == g]
         if not rs:
             continue
         print(f"{g:14s} {_mean([r['mpjpe_mm'] for r in rs]):6.1f} {_mean([r['mpjpe_rel_mm'] for r in rs]):6.1f} "
-              f"{_mean([r['object_pos_cm'] for r in rs]):7.2f} {_mean([r['object_rot_deg'] for r in rs]):7.1f} "
+              f"{_mean([r['object_pos_cm'] for r in rs]):7.2f} {_mean([r.get('object_held_cm') for r in rs]):6.2f} "
+              f"{_mean([r.get('object_free_cm') for r in rs]):6.2f} {_mean([r['object_rot_deg'] for r in rs]):7.1f} "
               f"{_mean([r['contact_m'] for r in rs]):9.4f} {_mean([r['penetration_pct'] for r in rs]):6.2f} "
               f"{_mean([r['human_smooth'] for r in rs]):8.4f} {_mean([r['object_smooth'] for r in rs]):8.4f} "
               f"{sum(bool(r['passed']) for r in rs):2d}/{len(rs):<2d} {_mean([r['seconds'] for r in rs]):6.1f}")

@@ -290,3 +290,20 @@ def test_resample_frames_keeps_the_duration():
     frames = np.arange(30)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
     out = resample_frames(frames, 30.0, 24.0)
     assert len(out) == 24 and out[0, 0, 0, 0] == 0 and out[-1, 0, 0, 0] in (28, 29)
+
+
+def test_object_error_is_split_by_the_truths_hold(rendered):
+    """A reconstruction whose object is exact at rest and 10 cm off (along x) while the truth holds
+    it: 10 cm held, 0 free, and the overall error the held frames' share of 10 cm."""
+    from dataclasses import replace
+
+    from grail.recon.evaluate import evaluate_against_gt
+
+    gt = GroundTruth.load(rendered / "video" / "gt.npz")
+    held = gt.object_held.astype(bool)
+    assert held.any() and (~held).any()
+    hoi = replace(gt, object_pos=gt.object_pos + 0.1 * held[..., None] * np.array([1.0, 0.0, 0.0]))
+    ev = evaluate_against_gt(hoi, gt)
+    assert ev["object_held_pos_cm"] == pytest.approx(10.0, abs=1e-9)
+    assert ev["object_free_pos_cm"] == pytest.approx(0.0, abs=1e-9)
+    assert ev["object_pos_cm"] == pytest.approx(10.0 * held.mean(), abs=1e-9)

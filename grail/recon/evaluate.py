@@ -15,8 +15,9 @@ def quat_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def evaluate_against_gt(hoi: GroundTruth, gt: GroundTruth) -> dict:
-    """MPJPE (world and pelvis-relative, mm), root error, object position (cm) and rotation (deg)
-    errors, and contact-label agreement."""
+    """MPJPE (world and pelvis-relative, mm), root error, object position (cm; overall, and over
+    the frames the truth holds it and those it does not) and rotation (deg) errors, and
+    contact-label agreement."""
     if hoi.frames != gt.frames or hoi.joint_names != gt.joint_names:
         raise ValueError("the reconstruction and the ground truth differ in frames or joints")
     err = np.linalg.norm(hoi.joint_pos - gt.joint_pos, axis=-1)
@@ -33,4 +34,9 @@ def evaluate_against_gt(hoi: GroundTruth, gt: GroundTruth) -> dict:
         out["object_pos_cm"] = float(100 * np.linalg.norm(hoi.object_pos - gt.object_pos, axis=-1).mean())
         out["object_pos_max_cm"] = float(100 * np.linalg.norm(hoi.object_pos - gt.object_pos, axis=-1).max())
         out["object_rot_deg"] = float(quat_angle_deg(hoi.object_quat, gt.object_quat).mean())
+        # split by the truth's hold: the error of a carried object and of one at rest differ in cause
+        err = np.linalg.norm(hoi.object_pos - gt.object_pos, axis=-1)
+        held = np.asarray(gt.object_held, bool)
+        out["object_held_pos_cm"] = float(100 * err[held].mean()) if held.any() else None
+        out["object_free_pos_cm"] = float(100 * err[~held].mean()) if (~held).any() else None
     return out
