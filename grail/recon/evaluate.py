@@ -31,12 +31,12 @@ def evaluate_against_gt(hoi: GroundTruth, gt: GroundTruth) -> dict:
         "contact_agreement": float((hoi.contact == gt.contact).mean()),
     }
     if gt.object_names and hoi.object_names == gt.object_names:
-        out["object_pos_cm"] = float(100 * np.linalg.norm(hoi.object_pos - gt.object_pos, axis=-1).mean())
-        out["object_pos_max_cm"] = float(100 * np.linalg.norm(hoi.object_pos - gt.object_pos, axis=-1).max())
+        object_err = 100 * np.linalg.norm(hoi.object_pos - gt.object_pos, axis=-1)  # (T,O) cm
+        out["object_pos_cm"] = float(object_err.mean())
+        out["object_pos_max_cm"] = float(object_err.max())
         out["object_rot_deg"] = float(quat_angle_deg(hoi.object_quat, gt.object_quat).mean())
         # split by the truth's hold: the error of a carried object and of one at rest differ in cause
-        err = np.linalg.norm(hoi.object_pos - gt.object_pos, axis=-1)
         held = np.asarray(gt.object_held, bool)
-        out["object_held_pos_cm"] = float(100 * err[held].mean()) if held.any() else None
-        out["object_free_pos_cm"] = float(100 * err[~held].mean()) if (~held).any() else None
+        out["object_held_pos_cm"] = float(object_err[held].mean()) if held.any() else None
+        out["object_free_pos_cm"] = float(object_err[~held].mean()) if (~held).any() else None
     return out
