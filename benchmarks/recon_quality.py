@@ -59,7 +59,7 @@ def run_one(job: tuple[str, int, str, str, str]) -> dict:
         return {**row, "error": err.one_line()}
     m = rec.metrics
     row.update(mpjpe_mm=ev["mpjpe_mm"], mpjpe_rel_mm=ev["mpjpe_rel_mm"], object_pos_cm=ev.get("object_pos_cm"),
-               object_held_cm=ev.get("object_held_pos_cm"), object_free_cm=ev.get("object_free_pos_cm"),
+               object_held_pos_cm=ev.get("object_held_pos_cm"), object_free_pos_cm=ev.get("object_free_pos_cm"),
                object_rot_deg=ev.get("object_rot_deg"), contact_m=m["contact"]["hand_object_gap_m"],
                penetration_pct=100 * m["penetration"]["frames_share"],
                human_smooth=m["human"]["smoothness_m_per_frame2"],
@@ -85,8 +85,8 @@ def print_table(rows: list[dict], title: str) -> None:
         if not rs:
             continue
         print(f"{g:14s} {_mean([r['mpjpe_mm'] for r in rs]):6.1f} {_mean([r['mpjpe_rel_mm'] for r in rs]):6.1f} "
-              f"{_mean([r['object_pos_cm'] for r in rs]):7.2f} {_mean([r.get('object_held_cm') for r in rs]):6.2f} "
-              f"{_mean([r.get('object_free_cm') for r in rs]):6.2f} {_mean([r['object_rot_deg'] for r in rs]):7.1f} "
+              f"{_mean([r['object_pos_cm'] for r in rs]):7.2f} {_mean([r['object_held_pos_cm'] for r in rs]):6.2f} "
+              f"{_mean([r['object_free_pos_cm'] for r in rs]):6.2f} {_mean([r['object_rot_deg'] for r in rs]):7.1f} "
               f"{_mean([r['contact_m'] for r in rs]):9.4f} {_mean([r['penetration_pct'] for r in rs]):6.2f} "
               f"{_mean([r['human_smooth'] for r in rs]):8.4f} {_mean([r['object_smooth'] for r in rs]):8.4f} "
               f"{sum(bool(r['passed']) for r in rs):2d}/{len(rs):<2d} {_mean([r['seconds'] for r in rs]):6.1f}")
