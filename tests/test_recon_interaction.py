@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
-from grail.recon.interaction import (ColourEvidence, InteractionOptions, body_mask, grasp_frame, grip_track,
-                                    upright)
+from grail.recon.interaction import (ColourEvidence, InteractionOptions, body_mask, departure_frame, grasp_frame,
+                                    grip_track, upright)
 from grail.recon.object_track import ObjectModel, silhouette
 from grail.recon.refine import still_runs
 from grail.scene.camera import PinholeCamera
@@ -154,6 +154,42 @@ def test_grasp_is_moved_to_where_the_image_sees_the_object_leave():
     taken = track(InteractionOptions(image_grasp=True))
     assert abs(taken.grasp - GRASP) <= 1
     np.testing.assert_allclose(taken.pos[LIFTED], obj[LIFTED], atol=0.02)
+
+
+def test_the_object_leaving_its_place_moves_a_late_grasp_forward_and_a_body_in_front_is_no_departure():
+    """The fitted right palm stays 25 cm off the box (an occluded wrist put on the other arm): the
+    hands find no grasp until the closest approach, long after the box has gone. Its place stops
+    looking like it as it lifts: the grasp is sought before that. A body passing in front of the
+    place before the grasp hides it; left out, it is no departure."""
+    camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
+    box = trimesh.creation.box([0.3, 0.3, 0.3])
+    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
+    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
+    rot0 = np.eye(3)
+    obj, palms = _truth()
+    fitted = palms.copy()
+    fitted[:PLACED, 1] += [0.25, 0.0, 0.0]
+    fitted[PLACED + 4, 1] = obj[0] + [HALF + 0.1, 0.0, 0.0]  # the closest approach: late
+    masks = [silhouette(camera, model, obj[t], quat0) for t in range(T)]
+    passing = np.zeros((T, camera.height, camera.width), bool)
+    passing[3:12] = masks[0]  # a body in front of the resting box: not object-coloured
+    evidence = ColourEvidence(lambda t: np.where(masks[t] & ~passing[t], 0.9, 0.1), T, None)
+    hull = np.asarray(model.mesh.convex_hull.vertices)
+    options = InteractionOptions()
+
+    departed = departure_frame(evidence, camera, hull, obj[0], rot0, passing, options)
+    assert GRASP < departed <= LIFTED  # it has lifted over half its height out of its place
+    assert departure_frame(evidence, camera, hull, obj[0], rot0, None, options) == 3  # the body, not left out
+
+    def track(departed: int | None):
+        return grip_track(model, hull, obj[0], quat0, fitted, np.repeat(np.eye(3)[None, None], T, 0).repeat(2, 1),
+                          np.repeat([[0.0, 0.0, 1.0]], T, 0), camera, evidence,
+                          lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options, departed)
+
+    assert track(None).grasp > PLACED  # the hands alone
+    taken = track(departed)
+    assert abs(taken.grasp - GRASP) <= 2
+    np.testing.assert_allclose(taken.pos[MOVED], obj[MOVED], atol=0.02)
 
 
 def test_set_down_keeps_the_heading_and_drops_the_grips_tilt():

@@ -53,6 +53,11 @@ class InteractionOptions:
     grasp_before: int = 4          # frames around the hands' estimate,
     grasp_after: int = 16
     grasp_window: int = 24         # compared over the frames up to this many past the last candidate
+    departure: bool = True         # a grasp the hands find after the object has left its place is sought before that
+    departed_share: float = 0.5    # the place looks this much less like the object than at frame 0 ...
+    departed_frames: int = 8       # ... for this many frames (frames it is hidden in aside): it has gone
+    grasp_lead: int = 12           # a hand settles on the object this many frames before it leaves its place
+    reach_m: float = 0.3           # and some palm is this close to it then (image or surface): not a passer-by
     body_occlusion: bool = True    # the refinement's image term also leaves out the body in front of the object
     set_down_upright: bool = True  # let go, the object stands as it first stood, turned about the vertical
 
@@ -194,15 +199,18 @@ class ColourEvidence:
         sil = self._silhouette(camera, hull, pos, rot)
         return 0.0 if sil is None else float(log_odds[sil[0]][sil[1]].sum(dtype=np.float64))
 
-    def agreement(self, t: int, camera: PinholeCamera, hull: np.ndarray, pos: np.ndarray, rot: np.ndarray
-                  ) -> tuple[float, float]:
+    def agreement(self, t: int, camera: PinholeCamera, hull: np.ndarray, pos: np.ndarray, rot: np.ndarray,
+                  hidden: np.ndarray | None = None) -> tuple[float, float]:
         """(share of the silhouette's visible pixels that look like the object, share of the
-        silhouette visible): the mask-tracking measure under occlusion by the hands."""
+        silhouette visible): the mask-tracking measure under occlusion by the hands (and `hidden`
+        (H,W), more pixels to leave out)."""
         sil = self._silhouette(camera, hull, pos, rot)
         if sil is None:
             return 0.0, 0.0
         box, mask = sil
         visible = mask if self._ignore is None else mask & ~self._ignore[t][box]
+        if hidden is not None:
+            visible = visible & ~hidden[box]
         if not visible.any():
             return float("nan"), 0.0
         return float((self.log_odds(t)[box][visible] < 0).mean()), float(visible.sum() / mask.sum())
@@ -210,8 +218,10 @@ class ColourEvidence:
 
 def grip_track(model: ObjectModel, hull: np.ndarray, pos0: np.ndarray, quat0: np.ndarray, palms: np.ndarray,
                wrist_rot: np.ndarray, chest_up: np.ndarray, camera: PinholeCamera, evidence: ColourEvidence,
-               support: Callable[[np.ndarray], np.ndarray], options: InteractionOptions) -> GripTrack:
-    """The object's trajectory: at rest, then with the grip, then at rest where it was let go."""
+               support: Callable[[np.ndarray], np.ndarray], options: InteractionOptions,
+               departed: int | None = None) -> GripTrack:
+    """The object's trajectory: at rest, then with the grip, then at rest where it was let go
+    (`departed`: the frame the object was seen to leave its place, `departure_frame`)."""
     T = len(palms)
     rot0 = matrices_from_quats(quat0)
     pos = np.repeat(pos0[None], T, 0)
@@ -219,6 +229,7 @@ def grip_track(model: ObjectModel, hull: np.ndarray, pos0: np.ndarray, quat0: np
     surface = surface_distances(model, palms, pos0, rot0)
     image = image_distances(camera, model, pos0, quat0, palms)
     g = grasp_frame(surface, image, options)
+    g = _before_departure(g, departed, surface, image, options)
     if g is None or g >= T - options.min_hold_frames:
         return GripTrack(pos, rot, np.zeros(T, bool), (False, False), None, None)
     dist = np.minimum(surface, image)[g:g + options.settle_frames].min(axis=0)  # each palm's closest, settling on
@@ -270,6 +281,36 @@ def grasp_frame(surface: np.ndarray, image: np.ndarray, options: InteractionOpti
             return start
     nearest = np.minimum(surface, image).min(axis=1)  # the closest approach, if close at all
     return int(np.argmin(nearest)) if nearest.min() < options.onset_far_m else None
+
+
+def departure_frame(evidence: ColourEvidence, camera: PinholeCamera, hull: np.ndarray, pos0: np.ndarray,
+                    rot0: np.ndarray, hidden: np.ndarray | None, options: InteractionOptions) -> int | None:
+    """The first frame from which the object's resting place stops looking like the object: its
+    agreement below `departed_share` of frame 0's for `departed_frames`, frames it is hidden in
+    aside (by the hands, or by `hidden` (T,H,W): the body in front of it, a child bending over a
+    box on the floor)."""
+    base = max(evidence.agreement(0, camera, hull, pos0, rot0)[0], 1e-6)
+    agree = np.array([evidence.agreement(t, camera, hull, pos0, rot0, None if hidden is None else hidden[t])
+                      for t in range(evidence.frames)])
+    seen = agree[:, 1] >= 0.5
+    low = seen & (agree[:, 0] < options.departed_share * base)
+    for start, end in runs(low | ~seen):
+        if end - start >= options.departed_frames and low[start:end].sum() >= options.departed_frames // 2:
+            return start + int(np.argmax(low[start:end]))
+    return None
+
+
+def _before_departure(g: int | None, departed: int | None, surface: np.ndarray, image: np.ndarray,
+                      options: InteractionOptions) -> int | None:
+    """The hands' grasp g, or where the object had left its place before it, `grasp_lead` frames
+    before that if a palm was within `reach_m` then. A wrist MediaPipe hides behind the object and
+    puts on the other arm keeps its fitted palm decimetres off; the hands' estimate then falls back
+    on a late closest approach (place_table s0: frame 131, the object gone from its place at 73)."""
+    if departed is None or (g is not None and g <= departed):
+        return g
+    lead = max(0, departed - options.grasp_lead)
+    near = np.minimum(surface, image)[lead:departed + 1].min()
+    return lead if near < options.reach_m else g
 
 
 def _best_grasp(g0: int, T: int, pos0: np.ndarray, rot0: np.ndarray,
