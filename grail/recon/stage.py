@@ -33,7 +33,7 @@ from grail.recon.contacts import (ContactLabels, ContactOptions, foot_contacts, 
 from grail.recon.environment import environment_depth
 from grail.recon.fit_human import FitOptions, fit_human
 from grail.recon.interaction import (ColourEvidence, GripTrack, InteractionOptions, body_mask, departure_frame,
-                                    grip_track, hand_mask)
+                                    grip_track, hand_mask, torso_heading)
 from grail.recon.hoi import build_hoi, palm_offsets, palms, rig_pose, save_hoi
 from grail.recon.keypoints import KEYPOINTS, keypoint_offsets, landmark_points
 from grail.recon.observations import Observations
@@ -250,7 +250,6 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
     energy = SilhouetteEnergy(video.frames, video.camera, model, scene.pos0, scene.quat0,
                               replace(options.track, grid=options.refine_grid))
     energy.set_ignore(mask)
-    chest = rig.names.index("spine01") if "spine01" in rig.names else 0
     evidence = ColourEvidence(energy.posterior, len(video.frames), mask)
     joints = {name: pos[:, bone] for name, bone in scene.rig.joint_bones.items()}
     departed = None
@@ -258,8 +257,8 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
         rest_depth = np.full(len(pos), video.camera.world_to_camera(scene.pos0[None])[0, 2])
         departed = departure_frame(evidence, video.camera, energy.hull, scene.pos0, matrices_from_quats(scene.quat0),
                                    body_mask(video.camera, joints, rest_depth), options.interaction)
-    grip = grip_track(model, energy.hull, scene.pos0, scene.quat0, hand, deltas[:, bones["wrist"]],
-                      deltas[:, chest, :, 2], video.camera, evidence, scene.support, options.interaction, departed)
+    grip = grip_track(model, energy.hull, scene.pos0, scene.quat0, hand, torso_heading(joints), video.camera, evidence,
+                      scene.support, options.interaction, departed)
     if options.interaction.body_occlusion and grip.grasp is not None:  # the refinement's image term only
         energy.set_ignore(mask | body_mask(video.camera, joints, video.camera.world_to_camera(grip.pos)[:, 2]))
     return _ObjectStart(track, energy, grip, grip.pos, rotvec_from_quat(quats_from_matrices(grip.rot)), evidence)
