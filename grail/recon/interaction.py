@@ -297,7 +297,7 @@ def _before_departure(g: int | None, departed: int | None, surface: np.ndarray, 
     """The hands' grasp g, or where the object had left its place before it, `grasp_lead` frames
     before that if a palm was within `reach_m` then. A wrist MediaPipe hides behind the object and
     puts on the other arm keeps its fitted palm decimetres off; the hands' estimate then falls back
-    on a late closest approach (place_table s0: frame 131, the object gone from its place at 73)."""
+    on a late closest approach (MediaPipe place_table s0: frame 131; the object left its place at 75)."""
     if departed is None or (g is not None and g <= departed):
         return g
     lead = max(0, departed - options.grasp_lead)
