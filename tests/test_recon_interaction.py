@@ -72,8 +72,7 @@ def test_pick_and_place_is_taken_carried_and_set_down_on_the_table():
         return np.where(np.abs(points[:, 0]) < 0.6, TABLE_TOP, 0.0)
 
     hull = np.asarray(model.mesh.convex_hull.vertices)
-    track = grip_track(model, hull, obj[0], quat0, fitted, np.zeros(T),
-                       camera, evidence, table, InteractionOptions())
+    track = grip_track(model, hull, obj[0], quat0, fitted, np.zeros(T), camera, evidence, table, InteractionOptions())
     assert track.hands == (False, True)
     assert abs(track.grasp - GRASP) <= 2
     assert track.release is not None and abs(track.release - PLACED) <= 3
@@ -98,8 +97,7 @@ def test_no_release_before_the_object_has_been_carried():
     evidence = ColourEvidence(lambda t: np.where(at_rest, 0.9, 0.1), T, None)
     hull = np.asarray(model.mesh.convex_hull.vertices)
     options = InteractionOptions(min_hold_frames=2)
-    track = grip_track(model, hull, obj[0], quat0, palms, np.zeros(T),
-                       camera, evidence,
+    track = grip_track(model, hull, obj[0], quat0, palms, np.zeros(T), camera, evidence,
                        lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options)
     assert track.release is not None and track.release > GRASP + options.min_hold_frames
     travelled = np.linalg.norm(obj[GRASP:track.release + 1] - obj[0], axis=1).max()
@@ -146,8 +144,7 @@ def test_grasp_is_moved_to_where_the_image_sees_the_object_leave():
     hull = np.asarray(model.mesh.convex_hull.vertices)
 
     def track(options: InteractionOptions):
-        return grip_track(model, hull, obj[0], quat0, palms, np.zeros(T),
-                          camera, evidence,
+        return grip_track(model, hull, obj[0], quat0, palms, np.zeros(T), camera, evidence,
                           lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options)
 
     assert track(InteractionOptions(image_grasp=False)).grasp == GRASP - 6
@@ -182,8 +179,7 @@ def test_the_object_leaving_its_place_moves_a_late_grasp_forward_and_a_body_in_f
     assert departure_frame(evidence, camera, hull, obj[0], rot0, None, options) == 3  # the body, not left out
 
     def track(departed: int | None):
-        return grip_track(model, hull, obj[0], quat0, fitted, np.zeros(T),
-                          camera, evidence,
+        return grip_track(model, hull, obj[0], quat0, fitted, np.zeros(T), camera, evidence,
                           lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options, departed)
 
     assert track(None).grasp > PLACED  # the hands alone
@@ -195,7 +191,8 @@ def test_the_object_leaving_its_place_moves_a_late_grasp_forward_and_a_body_in_f
 def test_a_carried_object_turns_with_the_torso_and_stays_level():
     """The child turns 90 degrees left while carrying: the box swings with the torso about the grip
     and keeps level, whatever the fitted wrists do (they are not an input)."""
-    joints = {"left_shoulder": [[0.0, 0.2, 1.3], [-0.2, 0.0, 1.3]], "right_shoulder": [[0.0, -0.2, 1.3], [0.2, 0.0, 1.3]],
+    joints = {"left_shoulder": [[0.0, 0.2, 1.3], [-0.2, 0.0, 1.3]],
+              "right_shoulder": [[0.0, -0.2, 1.3], [0.2, 0.0, 1.3]],
               "left_hip": [[0.0, 0.1, 0.9], [-0.1, 0.0, 0.9]], "right_hip": [[0.0, -0.1, 0.9], [0.1, 0.0, 0.9]]}
     heading = torso_heading({k: np.asarray(v) for k, v in joints.items()})
     np.testing.assert_allclose(heading, [0.0, np.pi / 2], atol=1e-12)  # facing +x, then +y
