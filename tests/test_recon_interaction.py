@@ -8,10 +8,11 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 from grail.recon.interaction import (ColourEvidence, InteractionOptions, body_mask, departure_frame, grasp_frame,
-                                    grip_track, torso_heading, yaw_turns)
+                                    grip_track, torso_heading)
 from grail.recon.object_track import ObjectModel, silhouette
 from grail.recon.refine import still_runs
 from grail.scene.camera import PinholeCamera
+from grail.video.body import rot_z
 
 TABLE_TOP = 0.75
 HALF = 0.15  # the box is 0.3 m a side, its origin at its centre
@@ -197,7 +198,7 @@ def test_a_carried_object_turns_with_the_torso_and_stays_level():
     heading = torso_heading({k: np.asarray(v) for k, v in joints.items()})
     np.testing.assert_allclose(heading, [0.0, np.pi / 2], atol=1e-12)  # facing +x, then +y
     turned = Rotation.from_euler("z", 90, degrees=True).as_matrix()
-    np.testing.assert_allclose(yaw_turns(heading)[1], turned, atol=1e-12)
+    np.testing.assert_allclose(rot_z(heading)[1], turned, atol=1e-12)
 
     camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
     box = trimesh.creation.box([0.3, 0.3, 0.3])
@@ -212,8 +213,8 @@ def test_a_carried_object_turns_with_the_torso_and_stays_level():
     offset = obj[0] - palms[g, 1]  # the box centre from the right palm at the grasp: (-0.17, 0, 0)
     t = T - 5
     assert track.held[t]
-    np.testing.assert_allclose(track.pos[t], palms[t, 1] + yaw_turns(turn[t:t + 1])[0] @ offset, atol=1e-9)
-    np.testing.assert_allclose(track.rot[t], yaw_turns(turn[t:t + 1])[0], atol=1e-9)
+    np.testing.assert_allclose(track.pos[t], palms[t, 1] + rot_z(turn[t:t + 1])[0] @ offset, atol=1e-9)
+    np.testing.assert_allclose(track.rot[t], rot_z(turn[t:t + 1])[0], atol=1e-9)
     assert abs(track.rot[t][2, 2] - 1.0) < 1e-12  # level
 
 

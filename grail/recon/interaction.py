@@ -35,6 +35,7 @@ from grail.recon.contacts import runs, surface_distance
 from grail.recon.object_track import ObjectModel
 from grail.rotations import matrices_from_quats
 from grail.scene.camera import PinholeCamera
+from grail.video.body import rot_z
 
 
 @dataclass
@@ -235,7 +236,7 @@ def grip_track(model: ObjectModel, hull: np.ndarray, pos0: np.ndarray, quat0: np
         hands' (a palm 20 cm off in depth turns a 30 cm grip by 34 degrees; nothing observes a
         wrist's twist). Benchmark, 20 object clips: rotation 22.8 -> 6.8 degrees (MediaPipe),
         20.6 -> 3.8 (oracle); position 5.65 -> 4.79 cm, 4.95 -> 4.42."""
-        turn = yaw_turns(heading - heading[g])
+        turn = rot_z(heading - heading[g])
         return origin + np.einsum("tij,j->ti", turn, pos0 - origin[g]), turn @ rot0
 
     if options.image_grasp:
@@ -330,13 +331,6 @@ def torso_heading(joints: dict[str, np.ndarray]) -> np.ndarray:
     left side (shoulders and hips), turned a quarter forward."""
     left = joints["left_shoulder"] - joints["right_shoulder"] + joints["left_hip"] - joints["right_hip"]
     return np.unwrap(np.arctan2(left[:, 1], left[:, 0]) - np.pi / 2)
-
-
-def yaw_turns(angle: np.ndarray) -> np.ndarray:
-    """(T,3,3) turns about the vertical by `angle` (T,) radians."""
-    c, s = np.cos(angle), np.sin(angle)
-    zero, one = np.zeros_like(angle), np.ones_like(angle)
-    return np.stack([np.stack([c, -s, zero], -1), np.stack([s, c, zero], -1), np.stack([zero, zero, one], -1)], -2)
 
 
 def support_gaps(pos: np.ndarray, rot: np.ndarray, hull: np.ndarray, support: Callable[[np.ndarray], np.ndarray]
