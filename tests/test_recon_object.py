@@ -90,6 +90,8 @@ def test_energy_is_lowest_at_the_true_pose(clip):
     # the tracker's numpy linearisation is the same energy
     E_np, J = energy.linearise(t, cand_pos[1], matrices_from_quats(quat))
     assert abs(E_np - float(e[1].detach())) < 1e-9 and J.shape[1] == 6
+    # and its Jacobian (summed over samples) is autograd's position gradient
+    assert np.allclose(J.sum(0)[:3], p.grad[1].numpy(), rtol=1e-6, atol=1e-9), (J.sum(0)[:3], p.grad[1])
     # ignoring every pixel leaves nothing to explain: all poses cost the same
     energy.set_ignore(np.ones(frames[:FRAMES].shape[:3], bool))
     flat = energy(torch.full((5,), t, dtype=torch.long), p.detach(), r.detach())
