@@ -124,6 +124,21 @@ def test_objects_held_and_at_rest(synthesized, template):
             assert np.linalg.norm(gt.object_pos[-1, o] - pos) > 0.02 or not held[-1], name
 
 
+def test_a_put_down_object_rests_wholly_on_the_top(synthesized):
+    """Nothing holds a put-down object up but the top under it: every vertex lies over it (the walk-up
+    spot, chosen before the final heading turned the object, left it 7 cm over the edge)."""
+    from scipy.spatial import ConvexHull
+
+    syn, _ = synthesized("place_table")
+    name, poses = next(iter(syn.objects.items()))
+    body, final = syn.world.objects[name], poses[-1]
+    verts = body.local @ final[:3, :3].T + final[:3, 3]
+    table = next(f for f in syn.world.furniture.values() if abs(verts[:, 2].min() - f.top) < 0.01)
+    outline = ConvexHull(table.world[table.world[:, 2] > table.top - 0.01][:, :2]).equations
+    outside = (verts[:, :2] @ outline[:, :2].T + outline[:, 2]).max(1)
+    assert outside.max() < -0.015, f"{name} overhangs the table top by {100 * outside.max():.1f} cm"
+
+
 # ---- determinism ----------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """Building blocks of the procedural animator, against geometry worked out by hand: walking
 routes around furniture, polyline walks that turn into their final heading, the eased arm
-reach, the hand's swing about the shoulder, the palm's contact plane and ray hits on objects."""
+reach, the hand's swing about the shoulder, the palm's contact plane, ray hits on objects and a
+put-down spot kept on its table top."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import trimesh
 from grail.video.body import blend_about, palm_contact_plane
 from grail.video.gait import Footprint, GaitParams, GaitPlanner, polyline_path, wrap
 from grail.video.ik import solve_two_bone
+from grail.video.plans import TOP_MARGIN_M, onto_top
 from grail.video.path import MIN_CLEARANCE_M, PASS_CLEARANCE_M, Footprint2D, RoutePlanner
 from grail.video.world import Body
 
@@ -174,3 +176,20 @@ def test_surface_hit_on_a_turned_box():
     point, normal = body.surface_hit(T[:3, 3], world_y)
     np.testing.assert_allclose(normal, side, atol=1e-9)
     assert np.dot(point - T[:3, 3], side) == pytest.approx(0.1)
+
+
+# ---- putting an object down -----------------------------------------------------------------
+
+
+def test_a_put_down_spot_is_moved_onto_the_top_by_the_margin():
+    top = np.array([[0.0, 0.0], [0.6, 0.0], [0.6, 0.4], [0.0, 0.4], [0.3, 0.2]])  # 60 x 40 cm, a point inside
+    centre = np.array([0.3, 0.2])
+    footprint = np.array([[-0.1, -0.05], [0.1, -0.05], [0.1, 0.05], [-0.1, 0.05]])  # 20 x 10 cm box
+    inside = np.array([0.25, 0.2])
+    assert np.array_equal(onto_top(inside, centre, footprint, top), inside)  # already on: unchanged
+    moved = onto_top(np.array([0.58, 0.2]), centre, footprint, top)  # overhangs the x = 0.6 edge by 8 cm
+    assert moved[1] == pytest.approx(0.2)  # toward the centre, along the line to it
+    edge = moved[0] + 0.1
+    assert 0.6 - TOP_MARGIN_M - 0.01 <= edge <= 0.6 - TOP_MARGIN_M  # within a step (1/40 of 28 cm) of the margin
+    too_big = np.array([[-0.4, -0.3], [0.4, -0.3], [0.4, 0.3], [-0.4, 0.3]])
+    assert np.array_equal(onto_top(np.array([0.5, 0.1]), centre, too_big, top), centre)  # cannot fit: the centre
