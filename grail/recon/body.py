@@ -9,6 +9,7 @@ and of ``gt.npz``'s ``joint_rot``, so reconstructions and ground truth compare d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -64,20 +65,33 @@ class TorchRig:
     def bones(self) -> int:
         return len(self.names)
 
+    @cached_property
+    def levels(self) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """The bones by depth below the root (depth 0: parentless), each level's parents as
+        indices into the level above, and the permutation from that order back to bone order."""
+        depth: list[int] = []
+        for p in self.parents:  # parents come before their children
+            depth.append(0 if p < 0 else depth[p] + 1)
+        levels = [[j for j, d in enumerate(depth) if d == k] for k in range(max(depth) + 1)]
+        ups = [torch.zeros(0, dtype=torch.long)] + [torch.tensor([levels[k - 1].index(self.parents[j]) for j in level])
+                                                    for k, level in enumerate(levels) if k > 0]
+        order = [j for level in levels for j in level]
+        return [torch.tensor(level) for level in levels], ups, torch.tensor(np.argsort(order))
+
     def forward(self, root_pos: torch.Tensor, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Bone origins (T,J,3) and world deltas D (T,J,3,3) for root positions (T,3) and
-        rest-relative local rotations (T,J,3) axis-angle."""
+        rest-relative local rotations (T,J,3) axis-angle. The chain is walked a depth level at a
+        time, all bones of a level in one product (13 levels, not 36 bones: the human fit of a
+        264-frame clip 49.0 -> 44.4 s, its graph being many small operations)."""
         L = rotvec_to_matrix(local)
-        deltas: list[torch.Tensor] = []
-        positions: list[torch.Tensor] = []
-        for j, p in enumerate(self.parents):
-            if p < 0:
-                deltas.append(L[:, j])
-                positions.append(root_pos)
-            else:
-                deltas.append(deltas[p] @ L[:, j])
-                positions.append(positions[p] + deltas[p] @ self.offsets[j])
-        return torch.stack(positions, 1), torch.stack(deltas, 1)
+        levels, ups, order = self.levels
+        deltas = [L[:, levels[0]]]
+        positions = [root_pos[:, None].expand(-1, len(levels[0]), -1)]
+        for level, up in zip(levels[1:], ups[1:]):
+            parent = deltas[-1][:, up]
+            positions.append(positions[-1][:, up] + (parent @ self.offsets[level][..., None])[..., 0])
+            deltas.append(parent @ L[:, level])
+        return torch.cat(positions, 1)[:, order], torch.cat(deltas, 1)[:, order]
 
     def joints(self, positions: torch.Tensor, names: list[str] | tuple[str, ...]) -> torch.Tensor:
         """(T,N,3) positions of named joints."""
