@@ -82,16 +82,16 @@ class TorchRig:
         """Bone origins (T,J,3) and world deltas D (T,J,3,3) for root positions (T,3) and
         rest-relative local rotations (T,J,3) axis-angle. The chain is walked a depth level at a
         time, all bones of a level in one product (13 levels, not 36 bones: the human fit of a
-        264-frame clip 49.0 -> 44.4 s, its graph being many small operations)."""
+        264-frame clip 49.0 -> 40.1 s, its graph being many small operations)."""
         L = rotvec_to_matrix(local)
         levels, ups, order = self.levels
-        deltas = [L[:, levels[0]]]
+        deltas = [L.index_select(1, levels[0])]  # index_select: a cheaper backward than indexing
         positions = [root_pos[:, None].expand(-1, len(levels[0]), -1)]
         for level, up in zip(levels[1:], ups[1:]):
-            parent = deltas[-1][:, up]
-            positions.append(positions[-1][:, up] + (parent @ self.offsets[level][..., None])[..., 0])
-            deltas.append(parent @ L[:, level])
-        return torch.cat(positions, 1)[:, order], torch.cat(deltas, 1)[:, order]
+            parent = deltas[-1].index_select(1, up)
+            positions.append(positions[-1].index_select(1, up) + (parent @ self.offsets[level][..., None])[..., 0])
+            deltas.append(parent @ L.index_select(1, level))
+        return torch.cat(positions, 1).index_select(1, order), torch.cat(deltas, 1).index_select(1, order)
 
     def joints(self, positions: torch.Tensor, names: list[str] | tuple[str, ...]) -> torch.Tensor:
         """(T,N,3) positions of named joints."""
