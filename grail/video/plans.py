@@ -152,7 +152,7 @@ def onto_top(spot: np.ndarray, centre: np.ndarray, footprint: np.ndarray, top: n
     """The spot (2,) moved toward the top's centre (2,) until the footprint (N,2, about the spot)
     lies inside the top's outline (M,2 points) by `margin`: the walk-up spot is chosen before the
     body's final heading turns the object, and a wide object or a narrow top would otherwise be
-    set down overhanging the edge, held up by nothing (place_table s0: 3-8 cm off the table)."""
+    set down overhanging the edge, held up by nothing (place_table s0: 6.9 cm past it)."""
     planes = ConvexHull(top).equations  # n . x + d <= 0 inside, n unit
     for share in np.linspace(1.0, 0.0, 41):
         moved = centre + share * (spot - centre)
