@@ -12,8 +12,8 @@ import trimesh
 from grail.video.body import blend_about, palm_contact_plane
 from grail.video.gait import Footprint, GaitParams, GaitPlanner, polyline_path, wrap
 from grail.video.ik import solve_two_bone
-from grail.video.plans import TOP_MARGIN_M, onto_top
 from grail.video.path import MIN_CLEARANCE_M, PASS_CLEARANCE_M, Footprint2D, RoutePlanner
+from grail.video.plans import TOP_MARGIN_M, onto_top
 from grail.video.world import Body
 
 
