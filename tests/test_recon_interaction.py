@@ -8,11 +8,12 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 from grail.recon.interaction import (ColourEvidence, InteractionOptions, body_mask, departure_frame, grasp_frame,
-                                    grip_track, torso_heading)
+                                    grip_track, support_gaps, torso_heading)
 from grail.recon.object_track import ObjectModel, silhouette
 from grail.recon.refine import still_runs
 from grail.scene.camera import PinholeCamera
 from grail.video.body import rot_z
+from grail.video.geometry import UNDER_MARGIN_M
 
 TABLE_TOP = 0.75
 HALF = 0.15  # the box is 0.3 m a side, its origin at its centre
@@ -84,6 +85,19 @@ def test_pick_and_place_is_taken_carried_and_set_down_on_the_table():
     np.testing.assert_allclose(track.rot[-1], np.eye(3), atol=1e-9)
     lowest = (hull + track.pos[-1])[:, 2].min()
     assert abs(lowest - TABLE_TOP) < 1e-6
+
+
+def test_a_box_half_through_the_table_top_is_in_it_and_one_wholly_under_it_is_over_the_floor():
+    """A support counts under every point of an object that is not wholly under it: a box carried
+    by a hand fitted 10 cm low is in the table top (and set down on it), not over the floor."""
+    def table_over_floor(points: np.ndarray) -> np.ndarray:  # a 4 cm top; under it, the floor
+        over = (np.abs(points[:, 0]) < 0.6) & (points[:, 2] >= TABLE_TOP - 0.04 - UNDER_MARGIN_M)
+        return np.where(over, TABLE_TOP, 0.0)
+
+    hull = np.asarray(trimesh.creation.box([0.3, 0.3, 0.3]).vertices)
+    for bottom, gap in ((TABLE_TOP - 0.1, -0.1), (0.2, 0.2)):  # half through the top; wholly under it
+        centre = np.array([[0.0, 0.0, bottom + HALF]])
+        assert support_gaps(centre, np.eye(3)[None], hull, table_over_floor)[0] == pytest.approx(gap)
 
 
 def test_no_release_before_the_object_has_been_carried():

@@ -1,5 +1,5 @@
 """What physics rules out of a fitted body: the scene's solids, and a centre of mass beyond the
-feet (grail.recon.physical), measured against independent references: the support map's rays, the
+feet (grail.recon.physical), measured against independent references: the support map, the
 anthropometric height of the centre of mass, and the ground truth's own motion."""
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ def _chair_seat_centre(scene_dir) -> np.ndarray:
 
 
 def test_solids_agree_with_the_support_map_on_the_seat(chair_scene):
-    """Just above the seat's top (as MuJoCo's rays find it) a point is outside by that much; just
-    below it, inside by that much; the floor is a solid too."""
+    """Just above the seat's top (as the support map finds it from above: it agrees with MuJoCo's
+    rays, test_recon_supports) a point is outside by that much; just below it, inside by that
+    much; the floor is a solid too."""
     centre = _chair_seat_centre(chair_scene)
     support = SupportMap.from_scene(chair_scene / "scene.xml", centre[:2], half_extent=1.0)
-    seat = float(support(centre[None])[0])
+    seat = float(support(np.array([[*centre[:2], 2.0]]))[0])  # from high above
     assert seat > 0.15  # the seat, not the floor
     solids = SceneSolids.from_scene(chair_scene / "scene.xml")
     points = torch.tensor([[*centre[:2], seat + 0.01], [*centre[:2], seat - 0.01],

@@ -33,6 +33,7 @@ import numpy as np
 
 from grail.recon.contacts import runs, surface_distance
 from grail.recon.object_track import ObjectModel
+from grail.recon.supports import under_object
 from grail.rotations import matrices_from_quats
 from grail.scene.camera import PinholeCamera
 from grail.video.body import rot_z
@@ -335,9 +336,10 @@ def torso_heading(joints: dict[str, np.ndarray]) -> np.ndarray:
 
 def support_gaps(pos: np.ndarray, rot: np.ndarray, hull: np.ndarray, support: Callable[[np.ndarray], np.ndarray]
                  ) -> np.ndarray:
-    """(T,) height of the object's lowest hull point above the support under it (negative: in it)."""
+    """(T,) height of the object's lowest hull point above the support under it (negative: in it;
+    `under_object`: a box carried by a hand fitted low, half through the table top, is in it)."""
     world = np.einsum("tij,vj->tvi", rot, hull) + pos[:, None]
-    return (world[..., 2] - support(world.reshape(-1, 3)).reshape(world.shape[:2])).min(axis=1)
+    return (world[..., 2] - under_object(support, world)).min(axis=1)
 
 
 def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, set_down: np.ndarray, hull: np.ndarray,

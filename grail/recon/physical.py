@@ -18,12 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import mujoco
 import numpy as np
 import torch
-from scipy.spatial import ConvexHull
 
-from grail.recon.supports import static_scene
+from grail.recon.supports import collision_parts
+from grail.video.geometry import ConvexPart
 
 #: (segment, its end joints, mass fraction of the whole body): de Leva (1996), Table 4, males.
 #: A segment's centre of mass is taken at the middle of its end joints (the head at the head
@@ -85,18 +84,10 @@ class SceneSolids:
     def from_scene(cls, scene_xml: Path, objects: tuple[str, ...] = ()) -> "SceneSolids":
         """Collision parts of scene.xml without its movable objects (they move; the floor,
         terrain and furniture do not)."""
-        model = static_scene(scene_xml, objects)
-        data = mujoco.MjData(model)
-        mujoco.mj_forward(model, data)
         parts = [np.array([FLOOR_PLANE])]
-        for g in range(model.ngeom):
-            if model.geom_type[g] != mujoco.mjtGeom.mjGEOM_MESH or model.geom_contype[g] == 0:
-                continue
-            mesh = model.geom_dataid[g]
-            start, count = model.mesh_vertadr[mesh], model.mesh_vertnum[mesh]
-            local = model.mesh_vert[start:start + count].astype(float)
-            world = local @ data.geom_xmat[g].reshape(3, 3).T + data.geom_xpos[g]
-            parts.append(np.unique(np.round(ConvexHull(world).equations, 12), axis=0))
+        for world in collision_parts(scene_xml, objects):
+            part = ConvexPart.from_vertices("", world)
+            parts.append(np.concatenate([part.normals, part.offsets[:, None]], axis=1))
         faces = max(len(p) for p in parts)
         padded = np.tile(np.array([0.0, 0.0, 0.0, -1e6]), (len(parts), faces, 1))
         for k, p in enumerate(parts):

@@ -34,6 +34,7 @@ from grail.recon.contacts import HAND_HALF_THICKNESS_M, ContactLabels, runs
 from grail.recon.keypoints import KEYPOINTS
 from grail.recon.observations import Observations
 from grail.recon.optim import minimise
+from grail.recon.supports import under_object
 from grail.scene.camera import PinholeCamera
 
 
@@ -167,7 +168,7 @@ def depth_term(joints: torch.Tensor, seen: torch.Tensor, object_pos: torch.Tenso
         uv_o, z_o = project(object_pos, camera)
         cost = cost + (torch.nan_to_num(torch.relu(z_o - sample_depth(env_depth, uv_o)), posinf=0.0) ** 2).sum()
         hull = object_pos[:, None] + torch.einsum("tij,vj->tvi", object_rot, torch.as_tensor(scene.hull))
-        floor = torch.as_tensor(scene.support(hull.detach().reshape(-1, 3).numpy()).reshape(hull.shape[:2]))
+        floor = torch.as_tensor(under_object(scene.support, hull.detach().numpy()))
         sunk = (torch.relu(floor - hull[..., 2]) ** 2).sum()
         if resting is not None:
             sunk = sunk + (((hull[..., 2] - floor).amin(-1) ** 2) * resting).sum()

@@ -43,7 +43,7 @@ from grail.recon.perception import PerceptionOptions, perceive_human
 from grail.recon.physical import SceneSolids
 from grail.recon.quality import FilterThresholds, QualityInputs, quality_metrics
 from grail.recon.refine import RefineOptions, SceneTerms, project, refine
-from grail.recon.supports import SupportMap
+from grail.recon.supports import SupportMap, under_object
 from grail.recon.video_input import VideoInput, load_video
 from grail.rotations import matrices_from_quats, quats_from_matrices
 from grail.scene.spec import load_resolved
@@ -327,7 +327,7 @@ def _metrics(scene: _Scene, obs, obj: _ObjectStart, result, offsets: np.ndarray,
         p = palms(pos, deltas, rig, offsets)
         palm_gap = palm_surface_gap(scene.object_model.mesh, p, result.object_pos, rot)
         hull = result.object_pos[:, None] + np.einsum("tij,vj->tvi", rot, _hull(scene.object_model))
-        object_depth = np.maximum(0.0, scene.support(hull.reshape(-1, 3)).reshape(T, -1) - hull[..., 2]).max(axis=1)
+        object_depth = np.maximum(0.0, under_object(scene.support, hull) - hull[..., 2]).max(axis=1)
         object_pos = result.object_pos
         agree = np.array([obj.evidence.agreement(t, video.camera, obj.energy.hull, object_pos[t], rot[t])
                           for t in range(T)])  # the fitted hands' pixels left out

@@ -23,6 +23,9 @@ FLOOR = "floor"
 _VERTICAL = 1e-9  # |n_z| below this: a vertical face (constrains xy only)
 _EDGE = 1e-9  # tolerance of the xy-projection test (points on an edge count as covered)
 QUERY_EDGE_FRACTION = 0.1  # distance queries split object faces to edges <= this x object size
+# A part is a point's support only where the point is not under it: at least the part's bottom
+# minus this (a foot under a table stands on the floor, not on the table top).
+UNDER_MARGIN_M = 0.05
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,7 @@ class SceneGeometry:
         """(N,) depth in metres of each point inside the static world (0 outside)."""
         return self.deepest(points, exclude)[0]
 
-    def support_height(self, xy: np.ndarray, z: np.ndarray | None = None, margin: float = 0.05) -> np.ndarray:
+    def support_height(self, xy: np.ndarray, z: np.ndarray | None = None, margin: float = UNDER_MARGIN_M) -> np.ndarray:
         """(N,) top of the static world under each xy: the floor (0) or the highest part top.
 
         With ``z`` given, a part counts only where the point is not under it (``z`` at least its
