@@ -250,8 +250,8 @@ def test_a_let_go_object_rests_upright_on_its_support():
 
     def cost(frame: int, resting: bool) -> float:
         flag = torch.tensor([float(resting)], dtype=torch.float64)
-        return float(depth_term(torch.zeros((1, 0, 3)), torch.zeros((1, 0)), pos[frame:frame + 1], rot[frame:frame + 1],
-                                scene, camera, torch.full((48, 64), float("inf")), options, flag))
+        return float(depth_term(pos[frame:frame + 1], rot[frame:frame + 1], scene, torch.full((48, 64), float("inf")),
+                                options, flag))
 
     assert cost(0, True) < 1e-9  # on the floor, upright
     assert cost(1, True) == pytest.approx((0.03 / options.support_m) ** 2, rel=1e-6)

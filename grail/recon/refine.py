@@ -5,9 +5,13 @@
 - L_kp: the human fit's objective (robust keypoint reprojection with its pose priors, smoothness
   and feet-on-support terms: grail.recon.fit_human.HumanTerms).
 - L_proj: the object's silhouette against the image's object region (grail.recon.object_track).
-- L_depth: consistency with the known environment: seen keypoints and the object are not behind
-  the environment's rendered depth at their pixel, the object's lowest points are not below the
-  support under them, and once let go it rests on that support, upright as it first stood.
+- L_depth: consistency with the known environment: the object is not behind the environment's
+  rendered depth at its pixel, its lowest points are not below the support under them, and once
+  let go it rests on that support, upright as it first stood. The body's keypoints are left out:
+  a keypoint is no sign that its joint is visible (the oracle reports every joint, MediaPipe
+  guesses hidden ones), and a seated child's hips seen behind the seat's edge were pulled out in
+  front of it (oracle sit_chair s2: 20 -> 32 mm). The body stays out of the scene's solids by the
+  human fit's own term, part of L_kp.
 - L_cont: contacts from grail.recon.contacts: a touching palm keeps its place on the object over
   each contact interval (the grasp is rigid), taken from the start and again once the object has
   been refined alone, and the first frame holds the scene's object pose (untouched from the
@@ -156,27 +160,21 @@ def sample_depth(depth: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, d, torch.full_like(d, float("inf")))
 
 
-def depth_term(joints: torch.Tensor, seen: torch.Tensor, object_pos: torch.Tensor | None, object_rot: torch.Tensor | None,
-               scene: SceneTerms | None, camera: PinholeCamera, env_depth: torch.Tensor, options: RefineOptions,
-               resting: torch.Tensor | None = None) -> torch.Tensor:
-    """Seen keypoints and the object centre in front of the environment; object hull above its
-    support, and on it in the `resting` frames (T,) (let go: nothing holds it up)."""
-    uv, z = project(joints, camera)
-    behind = torch.relu(z - sample_depth(env_depth, uv)) * seen
-    cost = (torch.nan_to_num(behind, posinf=0.0) ** 2).sum()
-    if object_pos is not None and scene is not None:
-        uv_o, z_o = project(object_pos, camera)
-        cost = cost + (torch.nan_to_num(torch.relu(z_o - sample_depth(env_depth, uv_o)), posinf=0.0) ** 2).sum()
-        hull = object_pos[:, None] + torch.einsum("tij,vj->tvi", object_rot, torch.as_tensor(scene.hull))
-        floor = torch.as_tensor(under_object(scene.support, hull.detach().numpy()))
-        sunk = (torch.relu(floor - hull[..., 2]) ** 2).sum()
-        if resting is not None:
-            sunk = sunk + (((hull[..., 2] - floor).amin(-1) ** 2) * resting).sum()
-            up = torch.as_tensor(rotvec_to_matrix(torch.as_tensor(scene.rotvec0)).numpy()[2])  # its up, body frame
-            tilt = ((torch.einsum("tij,j->ti", object_rot, up) - torch.tensor([0.0, 0.0, 1.0])) ** 2).sum(-1)
-            cost = cost + (tilt * resting).sum() * options.depth_m ** 2 / options.first_rad ** 2
-        return cost / options.depth_m ** 2 + sunk / options.support_m ** 2
-    return cost / options.depth_m ** 2
+def depth_term(object_pos: torch.Tensor, object_rot: torch.Tensor, scene: SceneTerms, env_depth: torch.Tensor,
+               options: RefineOptions, resting: torch.Tensor | None = None) -> torch.Tensor:
+    """The object centre in front of the environment; its hull above its support, and on it in the
+    `resting` frames (T,) (let go: nothing holds it up)."""
+    uv, z = project(object_pos, scene.camera)
+    cost = (torch.nan_to_num(torch.relu(z - sample_depth(env_depth, uv)), posinf=0.0) ** 2).sum()
+    hull = object_pos[:, None] + torch.einsum("tij,vj->tvi", object_rot, torch.as_tensor(scene.hull))
+    floor = torch.as_tensor(under_object(scene.support, hull.detach().numpy()))
+    sunk = (torch.relu(floor - hull[..., 2]) ** 2).sum()
+    if resting is not None:
+        sunk = sunk + (((hull[..., 2] - floor).amin(-1) ** 2) * resting).sum()
+        up = torch.as_tensor(rotvec_to_matrix(torch.as_tensor(scene.rotvec0)).numpy()[2])  # its up, body frame
+        tilt = ((torch.einsum("tij,j->ti", object_rot, up) - torch.tensor([0.0, 0.0, 1.0])) ** 2).sum(-1)
+        cost = cost + (tilt * resting).sum() * options.depth_m ** 2 / options.first_rad ** 2
+    return cost / options.depth_m ** 2 + sunk / options.support_m ** 2
 
 
 def grasp_targets(palms: np.ndarray, obj_pos: np.ndarray, obj_rot: np.ndarray, contacts: ContactLabels,
@@ -286,7 +284,6 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     pinned = (index == 0) & torch.as_tensor(~held)
     first = (torch.as_tensor(scene.pos0), torch.as_tensor(scene.rotvec0))
     env_depth = torch.as_tensor(scene.env_depth, dtype=torch.float64)
-    seen = torch.as_tensor(obs.keypoint_conf > 0, dtype=torch.float64)
     offsets = torch.as_tensor(palm_offsets)
     wrists = [rig.joint_bones[f"{side}_wrist"] for side in ("left", "right")]
     frames = torch.as_tensor(proj_frames(contacts, T, options.proj_stride))
@@ -310,12 +307,10 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         """The weighted terms; human=False: those that change with the object, the human held."""
         out = {"kp": human_terms(root_t, local_t, slice(None))} if human else {}
         pos, deltas = rig.forward(root_t, local_t) if human else held_pose
-        joints = rig.joints(pos, KEYPOINTS)
         obj = state.at(index, pinned, *first) if state is not None else None
-        rot = obj.rotation() if obj is not None else None
-        out["depth"] = depth_term(joints, seen, obj.pos if obj else None, rot, scene if obj else None,
-                                  scene.camera, env_depth, options, resting)
         if obj is not None:
+            rot = obj.rotation()
+            out["depth"] = depth_term(obj.pos, rot, scene, env_depth, options, resting)
             if silhouette_energy is not None:
                 out["proj"] = silhouette_energy(frames, obj.pos[frames], obj.rotvec[frames]).sum() \
                     * options.proj_stride / options.proj_scale
@@ -323,7 +318,7 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
             out["cont"] = contact_term(local, obj, targets, mask, scene, options)
             out["reg"] = regulariser(obj, options, palm_clearance(local, planes))
             if human and options.keep_m is not None:
-                out["reg"] = out["reg"] + keep_term(joints, fitted, options)
+                out["reg"] = out["reg"] + keep_term(rig.joints(pos, KEYPOINTS), fitted, options)
         return out
 
     def objective(human: bool = True) -> torch.Tensor:
