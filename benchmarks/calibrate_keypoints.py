@@ -85,11 +85,16 @@ def calibrate(seqs: list[Path], by_side: bool = True, rounds: int = 3) -> np.nda
     landmark sits on the body the same way on both sides (which arm does the work varies by
     template), but differently on the side that faces the camera than on the side turned away
     (`by_side`; otherwise one offset for both, on the joints calibrated on both)."""
-    from grail.recon.keypoints import KEYPOINTS
+    from grail.recon.keypoints import KEYPOINTS, PARTNER
 
+    midline = [k for k, partner in enumerate(PARTNER) if k == partner]  # their own mirror image: the head
     offsets = np.zeros((2, len(KEYPOINTS), 3))
     for _ in range(rounds):  # Gauss-Newton: the projection is nearly linear over centimetres
         parts = [residuals(s, offsets) for s in seqs]
+        for k in midline:  # no mirror image, no near or far side: one offset from every frame
+            A = np.concatenate([p[0][k] for p in parts]).reshape(-1, 3)
+            b = np.concatenate([p[1][k] for p in parts]).reshape(-1)
+            offsets[:, k] += np.linalg.lstsq(A, b, rcond=None)[0]
         for left, name in enumerate(KEYPOINTS):
             if not name.startswith("left_"):
                 continue

@@ -58,8 +58,11 @@ def test_torch_rig_reproduces_the_ground_truth_exactly(scene):
 def test_mediapipe_correspondence_covers_every_keypoint():
     assert set(MEDIAPIPE_INDEX) == set(KEYPOINTS)
     assert len(set(MEDIAPIPE_INDEX.values())) == len(KEYPOINTS)
-    for name, index in MEDIAPIPE_INDEX.items():  # MediaPipe: odd indices left, even right (11..28)
-        assert (index % 2 == 1) == name.startswith("left_"), name
+    for name, indices in MEDIAPIPE_INDEX.items():  # MediaPipe: odd indices left, even right (7..28)
+        sides = {"left_" if index % 2 == 1 else "right_" for index in indices}
+        assert sides == ({"left_", "right_"} if name == "head" else {name[:name.index("_") + 1]}), name
+    assert MEDIAPIPE_INDEX["head"] == (7, 8)  # the ears' midpoint
+    assert PARTNER[KEYPOINTS.index("head")] == KEYPOINTS.index("head")  # on the midline: its own mirror image
 
 
 def test_oracle_projects_the_ground_truth_and_says_so(scene):
@@ -131,7 +134,7 @@ def test_fit_from_scratch_finds_the_character(scene):
 @pytest.mark.slow
 def test_mediapipe_finds_the_rendered_character(composed, tmp_path):
     """MediaPipe Pose, offline, on the procedural video (320x180, the character about 60 px tall):
-    a person in nearly every frame and the 12 keypoints within a few pixels of the projected
+    a person in nearly every frame and its keypoints within a few pixels of the projected
     ground-truth joints."""
     from _video_helpers import copy_sequence
     from grail.recon.estimators import MediaPipeEstimator
@@ -382,3 +385,46 @@ def test_the_heading_of_a_side_view_follows_which_side_is_hidden(scene):
         seen = _with_conf(obs, "mediapipe", {f"{hidden}_{j}": 0.3 for j in DEPTH_ORDER_JOINTS})
         error = np.angle(np.exp(1j * (headings(seen, camera, rig, roots, 24) - expected)))
         assert np.degrees(np.abs(error)).max() < 16.0, (hidden, np.degrees(error))
+
+
+def test_mediapipe_head_is_the_midpoint_of_its_ears():
+    """The head's keypoint is the mean of MediaPipe's ear landmarks (7, 8), seen when either ear is."""
+    from types import SimpleNamespace
+
+    from grail.recon.estimators import _landmarks
+
+    marks = [SimpleNamespace(x=0.5, y=0.5, visibility=0.9) for _ in range(33)]
+    marks[7] = SimpleNamespace(x=0.25, y=0.5, visibility=0.1)   # the far ear, hidden
+    marks[8] = SimpleNamespace(x=0.75, y=0.25, visibility=0.8)
+    uv, conf = _landmarks(SimpleNamespace(pose_landmarks=SimpleNamespace(landmark=marks)), 200, 100)
+    head = KEYPOINTS.index("head")
+    assert np.allclose(uv[head], [0.5 * 200 - 0.5, 0.375 * 100 - 0.5])
+    assert conf[head] == pytest.approx(0.8)
+
+
+@pytest.mark.slow
+def test_the_head_keypoint_moves_the_head(scene):
+    """Keypoints of the true pose with the neck bent 0.6 rad, fitted from the unbent pose, move the
+    head toward where its keypoint puts it (part way: the head travels only 3 cm, 5 px, against the
+    priors of the spine that carries it), and not at all when the head's keypoint is unseen."""
+    scene_dir, gt, camera = scene
+    rig = TorchRig.load(scene_dir / "character.npz")
+    frames = slice(0, 12)
+    local = _local_rotvecs(gt)[frames]
+    bent = local.copy()
+    neck = rig.names.index("neck01")
+    bent[:, neck] = (Rotation.from_rotvec([0.0, 0.6, 0.0]) * Rotation.from_rotvec(local[:, neck])).as_rotvec()
+    root = torch.tensor(gt.root_pos[frames])
+    truth = rig.forward(root, torch.tensor(bent))[0].numpy()
+    names = list(rig.joint_bones)
+    obs = oracle_observations(names, truth[:, [rig.joint_bones[n] for n in names]], gt.fps, camera,
+                              OracleOptions(noise_px=0.0, dropout=0.0))
+    head = rig.joint_bones["head"]
+    start = np.linalg.norm(rig.forward(root, torch.tensor(local))[0][:, head].numpy() - truth[:, head], axis=-1).mean()
+    errors = []
+    for seen in (True, False):
+        obs.keypoint_conf[:, KEYPOINTS.index("head")] = 0.9 if seen else 0.0
+        fit = fit_human(obs, camera, rig, lambda p: np.zeros(len(p)), FitOptions(iterations=60, track_window=0),
+                        init_local=local)
+        errors.append(np.linalg.norm(fit.bone_pos[:, head] - truth[:, head], axis=-1).mean())
+    assert start > 0.025 and errors[0] < 0.8 * start and errors[1] > 0.95 * start, (start, errors)

@@ -266,9 +266,9 @@ def test_unknown_estimator(rendered, tmp_path, capsys):
 
 def test_long_gap_fails_with_its_frame_range_and_short_gaps_pass():
     T = 48
-    conf = np.ones((T, 12))
+    conf = np.ones((T, len(KEYPOINTS)))
     conf[10:14] = 0.0  # 4 frames: bridged
-    obs = Observations(24.0, 320, 180, "test", False, list(KEYPOINTS), np.zeros((T, 12, 2)), conf)
+    obs = Observations(24.0, 320, 180, "test", False, list(KEYPOINTS), np.zeros((T, len(KEYPOINTS), 2)), conf)
     check_gaps(obs, 0.5, "video.mp4")
     conf[20:40] = 0.0  # 20 frames > 0.5 s at 24 fps
     with pytest.raises(GrailError, match="no person found in frames 20-39"):

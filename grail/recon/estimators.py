@@ -69,10 +69,10 @@ def _landmarks(result, width: int, height: int) -> tuple[np.ndarray, np.ndarray]
         return uv, conf
     marks = result.pose_landmarks.landmark
     for k, name in enumerate(KEYPOINTS):
-        m = marks[MEDIAPIPE_INDEX[name]]
+        ms = [marks[i] for i in MEDIAPIPE_INDEX[name]]
         # Normalised to the (upscaled) image; pixel centres at +0.5 in MediaPipe's convention.
-        uv[k] = (m.x * width - 0.5, m.y * height - 0.5)
-        conf[k] = float(np.clip(m.visibility, 0.0, 1.0))
+        uv[k] = (np.mean([m.x for m in ms]) * width - 0.5, np.mean([m.y for m in ms]) * height - 0.5)
+        conf[k] = float(np.clip(max(m.visibility for m in ms), 0.0, 1.0))  # seen when any part is
     return uv, conf
 
 

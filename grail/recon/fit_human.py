@@ -47,10 +47,11 @@ ARTICULATED = ("root", "upperleg01.L", "upperleg01.R", "lowerleg01.L", "lowerleg
 #: The spine chain: equal priors share a bend of the back among its bones, as a back bends.
 SPINE = ("spine05", "spine04", "spine03", "spine02", "spine01")
 #: The bones the fit turns. The others stay as initialised: the pelvis halves (the pelvis is
-#: rigid), the twist bones (a turn about a limb's axis that its first bone can make as well) and
-#: the feet, hands, neck and head (no keypoint lies beyond them). Left free, such redundant turns
+#: rigid), the twist bones (a turn about a limb's axis that its first bone can make as well),
+#: the feet and hands (no keypoint lies beyond them), and the neck's upper bones and the head (the
+#: neck's first bone turns the head's keypoint as they would). Left free, such redundant turns
 #: soak up noise, and their slow convergence under L-BFGS holds back everything else.
-FREE = ARTICULATED + SPINE + ("clavicle.L", "clavicle.R")
+FREE = ARTICULATED + SPINE + ("clavicle.L", "clavicle.R", "neck01")
 
 KNEE_MAX_RAD = 2.5   # deepest knee flexion (pickup_ground's squat reaches 2.36)
 LIMB_BACK = 0.5      # sin of the furthest an upper arm swings behind the chest (30 deg)
@@ -91,6 +92,7 @@ class FitOptions:
     rotation_articulated: float = 3.0   # rad: hips, knees, ankles, shoulders, elbows, root
     rotation_spine: float = 0.3     # rad per spine bone, bending forward
     sideways_rad: float = 0.1       # spine bones bending sideways or twisting, the pelvis rolling
+    neck_rad: float = 0.3           # the neck bending forward or back (sideways and twisting: sideways_rad)
     hip_rad: float = 0.15           # thighs turning out/in or about their axis (walking, sitting: < 0.2)
     balance_m: float = 0.04         # the pelvis over its feet, sideways (people keep their balance)
     # ... shifted this share of the way toward a foot it stands on alone: walkers move the pelvis
@@ -522,6 +524,7 @@ def _priors(rig: TorchRig, options: FitOptions) -> torch.Tensor:
     sigmas = {name: (o.rotation_articulated,) * 3 for name in ARTICULATED}
     sigmas.update({name: (o.sideways_rad, o.rotation_spine, o.sideways_rad) for name in SPINE})
     sigmas.update({name: (o.hip_rad, o.rotation_articulated, o.hip_rad) for name in ("upperleg01.L", "upperleg01.R")})
+    sigmas["neck01"] = (o.sideways_rad, o.neck_rad, o.sideways_rad)
     for name, sigma in sigmas.items():
         if name in rig.names:
             prior[rig.names.index(name)] = torch.tensor(sigma, dtype=torch.float64) ** -2
