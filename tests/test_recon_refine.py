@@ -10,7 +10,7 @@ from grail.recon.contacts import label_contacts
 from grail.recon.hoi import palm_offsets, rig_pose
 from grail.recon.keypoints import KEYPOINTS
 from grail.recon.observations import Observations
-from grail.recon.refine import RefineOptions, SceneTerms, refine
+from grail.recon.refine import RefineOptions, SceneTerms, across_ray, refine
 from grail.scene.camera import PinholeCamera
 
 
@@ -41,3 +41,17 @@ def test_a_body_seen_behind_the_scene_depth_stays_where_its_keypoints_put_it(com
     before, _ = rig_pose(rig, root0, local0)
     after, _ = rig_pose(rig, result.root, result.local)
     assert np.abs(after - before).max() < 1e-4
+
+
+def test_the_image_term_sees_no_depth_along_the_camera_ray():
+    """`across_ray` keeps a point's value and removes only its gradient along the camera ray: an
+    energy of the projected point is unchanged, and a shift across the ray still has a gradient."""
+    camera = PinholeCamera.look_at([0.0, -3.0, 1.5], [0.0, 0.0, 0.8], 60.0, 64, 48)
+    point = torch.tensor([[0.2, 0.1, 0.9]], dtype=torch.float64, requires_grad=True)
+    moved = across_ray(point, camera)
+    assert torch.allclose(moved, point)
+    (moved ** 2).sum().backward()  # any energy of the point: its gradient holds no ray component
+    ray = point.detach()[0] - torch.as_tensor(camera.position)
+    ray = ray / ray.norm()
+    assert abs(float(point.grad[0] @ ray)) < 1e-12
+    assert float(point.grad[0].norm()) > 0.1
