@@ -14,26 +14,36 @@ from grail.recon.refine import RefineOptions, SceneTerms, across_ray, refine
 from grail.scene.camera import PinholeCamera
 
 
-def test_a_body_seen_behind_the_scene_depth_stays_where_its_keypoints_put_it(composed):
-    """Every joint stands 2 m behind a wall of rendered depth (a child on a chair, hips behind the
-    seat's edge: the estimator reports hidden joints too). Nothing in the environment term may
-    pull the body out in front of it: it keeps the pose its keypoint term holds, to 0.1 mm."""
+WIDTH, HEIGHT = 64, 48
+
+
+def _still_body(composed, T: int):
+    """(character path, rig, root (T,3), local (T,B,3), camera, observations, keypoint term): a
+    character standing still, and a stand-in for the fit's objective holding it there to a
+    centimetre."""
     character = composed("sit_chair", 0) / "scene" / "character.npz"
     rig = TorchRig.load(character)
-    T, width, height = 6, 64, 48
     root0 = np.tile([0.0, 0.0, 0.9], (T, 1))
     local0 = np.zeros((T, rig.bones, 3))
-    camera = PinholeCamera.look_at([0.0, -3.0, 1.0], [0.0, 0.0, 0.9], 60.0, width, height)
-    obs = Observations(fps=24.0, width=width, height=height, estimator="test", oracle=False,
+    camera = PinholeCamera.look_at([0.0, -3.0, 1.0], [0.0, 0.0, 0.9], 60.0, WIDTH, HEIGHT)
+    obs = Observations(fps=24.0, width=WIDTH, height=HEIGHT, estimator="test", oracle=False,
                        keypoint_names=list(KEYPOINTS), keypoints=np.zeros((T, len(KEYPOINTS), 2)),
                        keypoint_conf=np.full((T, len(KEYPOINTS)), 0.9))
     held = (torch.as_tensor(root0), torch.as_tensor(local0))
 
     def keypoint_term(root: torch.Tensor, local: torch.Tensor, frames: slice) -> torch.Tensor:
-        """A stand-in for the fit's objective: the pose the keypoints say, to a centimetre."""
         return (((root - held[0]) ** 2).sum() + ((local - held[1]) ** 2).sum()) / 0.01 ** 2
 
-    wall = np.full((height, width), 1.0)  # the scene's depth: 1 m from the camera, the body 3 m
+    return character, rig, root0, local0, camera, obs, keypoint_term
+
+
+def test_a_body_seen_behind_the_scene_depth_stays_where_its_keypoints_put_it(composed):
+    """Every joint stands 2 m behind a wall of rendered depth (a child on a chair, hips behind the
+    seat's edge: the estimator reports hidden joints too). Nothing in the environment term may
+    pull the body out in front of it: it keeps the pose its keypoint term holds, to 0.1 mm."""
+    T = 6
+    character, rig, root0, local0, camera, obs, keypoint_term = _still_body(composed, T)
+    wall = np.full((HEIGHT, WIDTH), 1.0)  # the scene's depth: 1 m from the camera, the body 3 m
     scene = SceneTerms(camera, wall, lambda p: np.zeros(len(p)), np.zeros((0, 3)), None, np.zeros(3), np.zeros(3))
     contacts = label_contacts(None, np.zeros((T, 2), bool), np.zeros(T, bool), 0)
     result = refine(keypoint_term, rig, obs, root0, local0, palm_offsets(character, rig), contacts,
@@ -41,7 +51,6 @@ def test_a_body_seen_behind_the_scene_depth_stays_where_its_keypoints_put_it(com
     before, _ = rig_pose(rig, root0, local0)
     after, _ = rig_pose(rig, result.root, result.local)
     assert np.abs(after - before).max() < 1e-4
-
 
 def test_the_image_term_sees_no_depth_along_the_camera_ray():
     """`across_ray` keeps a point's value and removes only its gradient along the camera ray: an
@@ -55,3 +64,31 @@ def test_the_image_term_sees_no_depth_along_the_camera_ray():
     ray = ray / ray.norm()
     assert abs(float(point.grad[0] @ ray)) < 1e-12
     assert float(point.grad[0].norm()) > 0.1
+
+
+def test_a_let_go_object_stays_where_the_interaction_set_it_down(composed):
+    """Held in frames 2-5 far from where it was then set down (a grip fitted decimetres off), the
+    object's rest frames keep the pose it was set down at; left free, the acceleration term drags
+    them towards the carry."""
+    import trimesh
+
+    T = 12
+    character, rig, root0, local0, camera, obs, keypoint_term = _still_body(composed, T)
+    box = trimesh.creation.box([0.2, 0.2, 0.2])
+    pos0, rest = np.array([0.6, 0.0, 0.1]), np.array([0.3, 0.3, 0.1])
+    obj = np.repeat(pos0[None], T, 0)
+    obj[2:6] = [0.5, 0.1, 0.6]
+    obj[6:] = rest
+    scene = SceneTerms(camera, np.full((HEIGHT, WIDTH), np.inf), lambda p: np.zeros(len(p)),
+                       np.asarray(box.convex_hull.vertices), box, pos0, np.zeros(3))
+    hands = np.zeros((T, 2), bool)
+    hands[2:6, 1] = True
+    contacts = label_contacts(hands, np.zeros((T, 2), bool), np.zeros(T, bool), 1)
+
+    def rest_frames(**kw) -> np.ndarray:
+        result = refine(keypoint_term, rig, obs, root0, local0, palm_offsets(character, rig), contacts,
+                        RefineOptions(iterations=10, **kw), scene, None, obj, np.zeros((T, 3)))
+        return result.object_pos[6:]
+
+    np.testing.assert_array_equal(rest_frames(), np.repeat(rest[None], T - 6, 0))
+    assert np.linalg.norm(rest_frames(pin_rest=False)[0] - rest) > 0.005

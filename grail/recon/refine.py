@@ -17,7 +17,7 @@
   each contact interval (the grasp is rigid), taken from the start and again once the object has
   been refined alone, and the first frame holds the scene's object pose (untouched from the
   first frame, it is that pose exactly). An untouched object stays still by construction: each run of untouched frames shares one pose (`still_runs`), so
-  no term can drag it.
+  no term can drag it; let go, that pose is where the interaction set it down (`RefineOptions.pin_rest`).
 - L_reg: object acceleration and angular acceleration.
 
 Every term is a squared residual over a stated scale (RefineWeights), so a residual of one scale
@@ -87,6 +87,12 @@ class RefineOptions:
     # silhouette alone is weak along the camera ray (oracle push_box s2: set down right, refined
     # 32 cm off along the ray and 8 cm up).
     rest_on_support: bool = True
+    # ... and stays where the interaction set it down: the frames after the release, summed, at full
+    # resolution and with only the hands left out (`interaction.settle`), say more than this term's
+    # windows, which the body in front of a table can hide whole (oracle place_table s3: every
+    # pose within 30 cm cost the same, and the rest pose drifted from 2.5 to 33 cm off). Its turn
+    # about the vertical stays free: the image and the tilt term refine it.
+    pin_rest: bool = True
     # Together, the body's keypoints stay within keep_m of where the fit put them (a hinge, stiff
     # beyond); elbows and wrists are free, so the hands still reach the object. The contact term
     # pulled a well-fitted body to an object the image had left 40 cm off (MediaPipe place_table
@@ -115,12 +121,13 @@ class ObjectState:
     def rotation(self) -> torch.Tensor:
         return rotvec_to_matrix(self.rotvec)
 
-    def at(self, index: torch.Tensor, pinned: torch.Tensor, pos0: torch.Tensor, rotvec0: torch.Tensor
-           ) -> "ObjectState":
+    def at(self, index: torch.Tensor, pinned: tuple[torch.Tensor, torch.Tensor], pos0: torch.Tensor,
+           rotvec0: torch.Tensor) -> "ObjectState":
         """The poses of frames `index` (T,) for every frame (untouched runs share one pose), the
-        `pinned` frames (T,) at the scene's pose (pos0, rotvec0)."""
-        keep = pinned[:, None]
-        return ObjectState(torch.where(keep, pos0, self.pos[index]), torch.where(keep, rotvec0, self.rotvec[index]))
+        `pinned` frames ((T,) for the position, (T,) for the rotation) at given poses (pos0,
+        rotvec0: (3,) or per frame (T,3))."""
+        return ObjectState(torch.where(pinned[0][:, None], pos0, self.pos[index]),
+                           torch.where(pinned[1][:, None], rotvec0, self.rotvec[index]))
 
 
 def still_runs(held: np.ndarray) -> np.ndarray:
@@ -297,8 +304,13 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     index = torch.as_tensor(still_runs(held))
     # Untouched from the first frame, the object is where the scene put it: its pose is given, not
     # estimated (a stiff prior lost 1 cm to the image at 320x180).
-    pinned = (index == 0) & torch.as_tensor(~held)
+    at_start = (index == 0) & torch.as_tensor(~held)
+    pinned = (at_start, at_start)
     first = (torch.as_tensor(scene.pos0), torch.as_tensor(scene.rotvec0))
+    if options.pin_rest and object_pos is not None and resting is not None:
+        # let go, it stays where the interaction set it down (`interaction.settle`); it may still turn
+        pinned = (at_start | (resting > 0), at_start)
+        first = (torch.where(at_start[:, None], first[0], torch.as_tensor(object_pos[index.numpy()])), first[1])
     env_depth = torch.as_tensor(scene.env_depth, dtype=torch.float64)
     offsets = torch.as_tensor(palm_offsets)
     wrists = [rig.joint_bones[f"{side}_wrist"] for side in ("left", "right")]
