@@ -91,7 +91,8 @@ class RefineOptions:
     # resolution and with only the hands left out (`interaction.settle`), say more than this term's
     # windows, which the body in front of a table can hide whole (oracle place_table s3: every
     # pose within 30 cm cost the same, and the rest pose drifted from 2.5 to 33 cm off). Its turn
-    # about the vertical stays free: the image and the tilt term refine it.
+    # stays free. The rotation error still rose (oracle place_table 2.5 -> 6.0 degrees), in the held
+    # frames too (oracle s3: 5 -> 15 degrees held, 7 unpinned): pulled towards the pinned place, they twist.
     pin_rest: bool = True
     # Together, the body's keypoints stay within keep_m of where the fit put them (a hinge, stiff
     # beyond); elbows and wrists are free, so the hands still reach the object. The contact term
