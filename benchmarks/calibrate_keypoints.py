@@ -92,25 +92,28 @@ def calibrate(seqs: list[Path], by_side: bool = True, rounds: int = 3) -> np.nda
     for _ in range(rounds):  # Gauss-Newton: the projection is nearly linear over centimetres
         parts = [residuals(s, offsets) for s in seqs]
         for k in midline:  # no mirror image, no near or far side: one offset from every frame
-            A = np.concatenate([p[0][k] for p in parts]).reshape(-1, 3)
-            b = np.concatenate([p[1][k] for p in parts]).reshape(-1)
-            offsets[:, k] += np.linalg.lstsq(A, b, rcond=None)[0]
+            offsets[:, k] += _least_squares_step([(p[0][k], p[1][k]) for p in parts])
         for left, name in enumerate(KEYPOINTS):
             if not name.startswith("left_"):
                 continue
-            right = KEYPOINTS.index(name.replace("left_", "right_"))
+            right = PARTNER[left]
             for side, near in enumerate((True, False) if by_side else (None,)):
                 if name[len("left_"):] not in CALIBRATED[side if by_side else 1]:
                     continue
-                rows = [(p[0][k][p[2][k] != (not near)] @ mirror, p[1][k][p[2][k] != (not near)])
-                        for p in parts for k, mirror in ((left, np.eye(3)), (right, MIRROR))]
-                A = np.concatenate([a for a, _ in rows]).reshape(-1, 3)
-                b = np.concatenate([e for _, e in rows]).reshape(-1)
-                step = np.linalg.lstsq(A, b, rcond=None)[0]
+                step = _least_squares_step([(p[0][k][p[2][k] != (not near)] @ mirror, p[1][k][p[2][k] != (not near)])
+                                            for p in parts for k, mirror in ((left, np.eye(3)), (right, MIRROR))])
                 sides = [side] if by_side else [0, 1]
                 offsets[sides, left] += step
                 offsets[sides, right] += MIRROR @ step
     return offsets
+
+
+def _least_squares_step(rows: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(3,) the offset change that best explains the residuals: rows of (Jacobians (...,3),
+    residuals (...)) stacked into one linear least-squares problem."""
+    A = np.concatenate([a for a, _ in rows]).reshape(-1, 3)
+    b = np.concatenate([e for _, e in rows]).reshape(-1)
+    return np.linalg.lstsq(A, b, rcond=None)[0]
 
 
 def _pixel_errors(errors: list[list[np.ndarray]]) -> list[np.ndarray]:
