@@ -390,11 +390,12 @@ def settle(log_odds: np.ndarray, camera: PinholeCamera, hull: np.ndarray, pos: n
     xy = square(pos[:2], options.settle_radius_m, options.settle_step_m)
     place, turn = best(xy, np.repeat(rot[None], len(xy), 0))
     n = int(round(options.settle_yaw_rad / options.settle_yaw_step_rad))
-    yaws = np.arange(-n, n + 1)[np.argsort(np.abs(np.arange(-n, n + 1)), kind="stable")] * options.settle_yaw_step_rad
+    steps = np.arange(-n, n + 1)
+    yaws = steps[np.argsort(np.abs(steps), kind="stable")] * options.settle_yaw_step_rad  # smallest turn first
     place, turn = best(np.repeat(place[None, :2], len(yaws), 0), rot_z(yaws) @ turn)
     # then both together, finely: one at a time, a place a centimetre off holds a turn a few degrees off
     fine = square(place[:2], 2 * options.settle_step_m, options.settle_step_m / 5)
-    turns = rot_z(yaws[:7]) @ turn
+    turns = rot_z(yaws[:7]) @ turn  # the found turn and three steps either side
     return best(np.tile(fine, (len(turns), 1)), np.repeat(turns, len(fine), 0))[0]
 
 
