@@ -257,8 +257,8 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
         rest_depth = np.full(len(pos), video.camera.world_to_camera(scene.pos0[None])[0, 2])
         departed = departure_frame(evidence, video.camera, energy.hull, scene.pos0, matrices_from_quats(scene.quat0),
                                    body_mask(video.camera, joints, rest_depth), options.interaction)
-    grip = grip_track(model, energy.hull, scene.pos0, scene.quat0, hand, torso_heading(joints), video.camera, evidence,
-                      scene.support, options.interaction, departed)
+    grip = grip_track(model, energy.hull, scene.pos0, scene.quat0, hand, wrists, torso_heading(joints), video.camera,
+                      evidence, scene.support, options.interaction, departed)
     if options.interaction.body_occlusion and grip.grasp is not None:  # the refinement's image term only
         energy.set_ignore(mask | body_mask(video.camera, joints, video.camera.world_to_camera(grip.pos)[:, 2]))
     return _ObjectStart(track, energy, grip, grip.pos, rotvec_from_quat(quats_from_matrices(grip.rot)), evidence)
