@@ -8,7 +8,7 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 from grail.recon.interaction import (ColourEvidence, InteractionOptions, body_mask, departure_frame, grasp_frame,
-                                    grip_track, support_gaps, torso_heading)
+                                    grip_track, settle, support_gaps, torso_heading)
 from grail.recon.object_track import ObjectModel, silhouette
 from grail.recon.refine import still_runs
 from grail.scene.camera import PinholeCamera
@@ -151,6 +151,34 @@ def test_a_set_down_the_grip_put_off_in_depth_is_put_where_the_frames_after_show
     np.testing.assert_allclose(pos, obj[-1], atol=0.008)  # a pixel at 320x240 is 6 mm there
     assert np.allclose(rot, rot_z(0.3))
     assert (hull @ rot.T + pos)[:, 2].min() == pytest.approx(TABLE_TOP)
+
+
+def test_a_set_down_is_sought_along_the_camera_ray_and_hardly_across_it():
+    """The grip's image is right and its depth is not: after a release the frames are searched for
+    the object settle_radius_m along the camera's ray and settle_across_m across it. Found 15 cm
+    along the ray; 20 cm across it (a floor place behind a box held above it can look like the
+    box), the search stops at its edge."""
+    camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
+    box = trimesh.creation.box([0.3, 0.3, 0.3])
+    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
+    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
+    hull = np.asarray(model.mesh.convex_hull.vertices)
+    options = InteractionOptions()
+    set_down = np.array([0.25, 0.0, TABLE_TOP + HALF])
+    along = (set_down - camera.position) * [1.0, 1.0, 0.0]
+    along /= np.linalg.norm(along)
+    across = np.array([-along[1], along[0], 0.0])
+
+    def found(shift: np.ndarray) -> np.ndarray:
+        mask = silhouette(camera, model, set_down + shift, quat0)
+        evidence = ColourEvidence(lambda t: np.where(mask, 0.9, 0.1), 1, None)
+        return settle(evidence.log_odds(0).astype(np.float64), camera, hull, set_down, np.eye(3),
+                      lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), evidence, options) - set_down
+
+    np.testing.assert_allclose(found(0.15 * along), 0.15 * along, atol=0.008)
+    moved = found(0.2 * across)  # to the edge, and the fine search's two steps beyond it
+    assert 0.09 <= moved @ across <= options.settle_across_m + 2 * options.settle_step_m + 1e-9
+    assert abs(moved @ along) < 0.02
 
 
 def test_a_box_half_through_the_table_top_is_in_it_and_one_wholly_under_it_is_over_the_floor():

@@ -8,7 +8,8 @@ brown box look alike, and the hand covers it. The interaction says more than the
   turned with the torso's heading, level (`torso_heading`): the fitted hands' tilt and twist are
   their error, not the object's, and so is the palm, 9 cm out from the wrist on that twist;
 - after the release it rests on the support, where the frames after the release, summed, show it
-  best near where the grip left it (`settle`): the grip is as far off in depth as the fitted hands.
+  best along the camera's ray from where the grip left it (`settle`): the grip's image is right,
+  and it is as far off in depth as the fitted hands.
 
 The hands say roughly when the grasp starts: the first frame a fitted palm comes within `onset_m`
 of the resting object's surface, or no later than the image sees the object leave its place
@@ -69,6 +70,10 @@ class InteractionOptions:
     # off in depth as the fitted hands; on a support, depth shows as height in the image (oracle
     # place_table s3: set down 25 cm off, 2.5 cm from the search).
     settle_radius_m: float = 0.25
+    # ... along the camera's ray, and this far across it: the grip's image is right, its depth is
+    # not. Set-downs found: 0-9 cm across; a floor place 22 cm across a box held above it matched
+    # it better than the carried grip (oracle pickup_ground s2 and s4, MediaPipe s2), a false release.
+    settle_across_m: float = 0.1
     settle_step_m: float = 0.01    # then a fifth of it within two steps
     settle_yaw_rad: float = 0.8    # and turned about the vertical this far from the carried heading,
     settle_yaw_step_rad: float = 0.05  # in these steps
@@ -266,13 +271,12 @@ def grip_track(model: ObjectModel, hull: np.ndarray, pos0: np.ndarray, quat0: np
     travelled = np.zeros(T)  # the farthest the carried object has been from where it lay, since the grasp
     travelled[g:] = np.maximum.accumulate(np.linalg.norm(carried_pos[g:] - pos0, axis=1))
     resting = (np.abs(gap) < options.release_gap_m) & (travelled >= options.release_travel_m)
-    release = _best_release(g, carried_pos, carried_rot, set_down, hull, camera, evidence, resting, options)
+    release, place = _best_release(g, carried_pos, carried_rot, set_down, hull, camera, evidence, resting, support,
+                                   options)
     end = T if release is None else release
     pos[g:end], rot[g:end] = carried_pos[g:end], carried_rot[g:end]
     if release is not None:
-        later = sum((evidence.log_odds(t).astype(np.float64) for t in range(release, T)), np.zeros(evidence.shape))
-        pos[release:] = settle(later, camera, hull, set_down[release], carried_rot[release], support, evidence, options)
-        rot[release:] = carried_rot[release]
+        pos[release:], rot[release:] = place, carried_rot[release]
     held = np.zeros(T, bool)
     held[g:end] = True
     return GripTrack(pos, rot, held, hands, g, release)
@@ -362,16 +366,30 @@ def support_gaps(pos: np.ndarray, rot: np.ndarray, hull: np.ndarray, support: Ca
     return (world[..., 2] - under_object(support, world)).min(axis=1)
 
 
+def places_around(centre: np.ndarray, direction: np.ndarray, along: float, across: float, step: float) -> np.ndarray:
+    """(N,2) the points of a `step` grid within the ellipse about `centre` (2,) whose half-axes are
+    `along` the horizontal `direction` (2,) and `across` it, nearest first (ties in grid order)."""
+    u = direction / np.linalg.norm(direction) if np.linalg.norm(direction) > 1e-9 else np.array([1.0, 0.0])
+    n = int(round(max(along, across) / step))
+    offsets = np.arange(-n, n + 1) * step
+    xy = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), -1).reshape(-1, 2)
+    a, b = xy @ u, xy @ np.array([-u[1], u[0]])
+    inside = (a / along) ** 2 + (b / across) ** 2 <= 1 + 1e-9
+    xy = xy[inside]
+    return centre + xy[np.argsort(np.linalg.norm(xy, axis=1), kind="stable")]
+
+
 def settle(log_odds: np.ndarray, camera: PinholeCamera, hull: np.ndarray, pos: np.ndarray, rot: np.ndarray,
            support: Callable[[np.ndarray], np.ndarray], evidence: ColourEvidence, options: InteractionOptions
            ) -> np.ndarray:
-    """The resting position, on the support, within `settle_radius_m` of `pos` (horizontally) whose
-    silhouette, turned within `settle_yaw_rad` of `rot` about the vertical, best explains `log_odds`
-    (the frames after the release, summed). A search, coarse to fine: the sum is flat wherever the
-    silhouette misses the object, so no gradient finds it from afar. The turn is searched for the
-    place's sake only (a box turned 0.3 rad shifts the best place 1 cm) and not returned: a
-    cylinder's or a mug's turn is a guess here, and the refinement's turn from the carried
-    heading was better (oracle place_table: 6.0 against 12.0 degrees)."""
+    """The resting position, on the support, within `settle_radius_m` of `pos` along the camera's
+    ray and `settle_across_m` across it (horizontally), whose silhouette, turned within
+    `settle_yaw_rad` of `rot` about the vertical, best explains `log_odds` (the frames after the
+    release, summed). A search, coarse to fine: the sum is flat wherever the silhouette misses the
+    object, so no gradient finds it from afar. The turn is searched for the place's sake only (a
+    box turned 0.3 rad shifts the best place 1 cm) and not returned: a cylinder's or a mug's turn
+    is a guess here, and the refinement's turn from the carried heading was better (oracle
+    place_table: 6.0 against 12.0 degrees)."""
     if options.settle_radius_m < options.settle_step_m:
         return pos
 
@@ -384,39 +402,45 @@ def settle(log_odds: np.ndarray, camera: PinholeCamera, hull: np.ndarray, pos: n
         k = int(np.argmin(costs))
         return cand[k], rots[k]
 
-    def square(centre: np.ndarray, radius: float, step: float) -> np.ndarray:
-        n = int(round(radius / step))
-        offsets = np.arange(-n, n + 1) * step
-        xy = np.stack(np.meshgrid(offsets, offsets, indexing="ij"), -1).reshape(-1, 2)
-        away = np.linalg.norm(xy, axis=1)
-        return centre + xy[np.argsort(away, kind="stable")][np.sort(away) <= radius + 1e-9]
-
-    xy = square(pos[:2], options.settle_radius_m, options.settle_step_m)
+    xy = places_around(pos[:2], pos[:2] - camera.position[:2], options.settle_radius_m, options.settle_across_m,
+                       options.settle_step_m)
     place, turn = best(xy, np.repeat(rot[None], len(xy), 0))
     n = int(round(options.settle_yaw_rad / options.settle_yaw_step_rad))
     steps = np.arange(-n, n + 1)
     yaws = steps[np.argsort(np.abs(steps), kind="stable")] * options.settle_yaw_step_rad  # smallest turn first
     place, turn = best(np.repeat(place[None, :2], len(yaws), 0), rot_z(yaws) @ turn)
     # then both together, finely: one at a time, a place a centimetre off holds a turn a few degrees off
-    fine = square(place[:2], 2 * options.settle_step_m, options.settle_step_m / 5)
+    fine = places_around(place[:2], np.array([1.0, 0.0]), 2 * options.settle_step_m, 2 * options.settle_step_m,
+                         options.settle_step_m / 5)
     turns = rot_z(yaws[:7]) @ turn  # the found turn and three steps either side
     return best(np.tile(fine, (len(turns), 1)), np.repeat(turns, len(fine), 0))[0]
 
 
 def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, set_down: np.ndarray, hull: np.ndarray,
                   camera: PinholeCamera, evidence: ColourEvidence, resting: np.ndarray,
-                  options: InteractionOptions) -> int | None:
-    """The release frame (None: never) whose trajectory costs least over frames g..T-1; only
-    frames where the carried object is near a support, having been moved, are candidates, and it
-    stays where it was set down (`set_down`: the carried positions lowered onto the support)."""
+                  support: Callable[[np.ndarray], np.ndarray], options: InteractionOptions
+                  ) -> tuple[int | None, np.ndarray | None]:
+    """The release frame (None: never) whose trajectory costs least over frames g..T-1, carried
+    until it and then at rest, and where it rests. Only frames where the carried object is near a
+    support, having been moved, are candidates; each run of them has one resting place, where the
+    frames from the run's start on best show it (`settle`, from the carried set-down mid-run).
+    The carried set-down itself is as far off in depth as the fitted hands: judged there, 'never
+    let go' won (MediaPipe place_table s1, the grip carried by the wrists: 33 cm off after it)."""
     T = len(pos)
     carried = np.array([evidence.cost(t, camera, hull, pos[t], rot[t]) for t in range(g, T)])
     carried_until = np.concatenate([[0.0], np.cumsum(carried)])  # [k]: frames g..g+k-1 carried
-    costs = {}
-    later = np.zeros((camera.height, camera.width))  # frames r..T-1 summed: one silhouette per candidate
-    for r in range(T - 1, g + options.min_hold_frames - 1, -1):
-        later += evidence.log_odds(r)
-        if resting[r]:
-            costs[r] = float(carried_until[r - g]) + evidence.map_cost(later, camera, hull, set_down[r], rot[r])
+    costs, places = {}, {}
+    first = g + options.min_hold_frames
+    for start, end in runs(resting[first:]):
+        start, end = start + first, end + first
+        mid = (start + end - 1) // 2
+        later = sum((evidence.log_odds(t).astype(np.float64) for t in range(start, T)), np.zeros(evidence.shape))
+        place = settle(later, camera, hull, set_down[mid], rot[mid], support, evidence, options)
+        at_rest = np.array([evidence.cost(t, camera, hull, place, rot[mid]) for t in range(start, T)])
+        rest_from = np.cumsum(at_rest[::-1])[::-1]  # [k]: frames start+k..T-1 at rest there
+        for r in range(start, end):
+            costs[r], places[r] = float(carried_until[r - g] + rest_from[r - start]), place
     best = min(sorted(costs), key=costs.get, default=None)  # ties go to the earlier release
-    return best if best is not None and costs[best] < carried_until[-1] else None
+    if best is None or costs[best] >= carried_until[-1]:
+        return None, None
+    return best, places[best]
