@@ -67,9 +67,9 @@ def test_the_image_term_sees_no_depth_along_the_camera_ray():
 
 
 def test_a_let_go_object_stays_where_the_interaction_set_it_down(composed):
-    """Held in frames 2-5 far from where it was then set down (a grip fitted decimetres off), the
-    object's rest frames keep the pose it was set down at; left free, the acceleration term drags
-    them towards the carry."""
+    """Held in frames 2-5 far from where it was then set down (a grip fitted decimetres off) and
+    turned otherwise, the object's rest frames keep the pose it was set down at, its turn too;
+    left free, the acceleration term drags them towards the carry."""
     import trimesh
 
     T = 12
@@ -85,10 +85,17 @@ def test_a_let_go_object_stays_where_the_interaction_set_it_down(composed):
     hands[2:6, 1] = True
     contacts = label_contacts(hands, np.zeros((T, 2), bool), np.zeros(T, bool), 1)
 
-    def rest_frames(**kw) -> np.ndarray:
-        result = refine(keypoint_term, rig, obs, root0, local0, palm_offsets(character, rig), contacts,
-                        RefineOptions(iterations=10, **kw), scene, None, obj, np.zeros((T, 3)))
-        return result.object_pos[6:]
+    turn = np.zeros((T, 3))
+    turn[2:6, 2], turn[6:, 2] = 0.5, 0.3  # about the vertical: carried at 0.5 rad, set down at 0.3
 
-    np.testing.assert_array_equal(rest_frames(), np.repeat(rest[None], T - 6, 0))
-    assert np.linalg.norm(rest_frames(pin_rest=False)[0] - rest) > 0.005
+    def rest_frames(**kw) -> tuple[np.ndarray, np.ndarray]:
+        result = refine(keypoint_term, rig, obs, root0, local0, palm_offsets(character, rig), contacts,
+                        RefineOptions(iterations=10, **kw), scene, None, obj, turn)
+        return result.object_pos[6:], result.object_rotvec[6:]
+
+    pos, rotvec = rest_frames()
+    np.testing.assert_array_equal(pos, np.repeat(rest[None], T - 6, 0))
+    np.testing.assert_array_equal(rotvec, turn[6:])
+    pos, rotvec = rest_frames(pin_rest=False)
+    assert np.linalg.norm(pos[0] - rest) > 0.005
+    assert np.linalg.norm(rotvec[0] - turn[6]) > 0.01

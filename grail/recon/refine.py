@@ -90,9 +90,10 @@ class RefineOptions:
     # ... and stays where the interaction set it down: the frames after the release, summed, at full
     # resolution and with only the hands left out (`interaction.settle`), say more than this term's
     # windows, which the body in front of a table can hide whole (oracle place_table s3: every
-    # pose within 30 cm cost the same, and the rest pose drifted from 2.5 to 33 cm off). Its turn
-    # stays free. The rotation error still rose (oracle place_table 2.5 -> 6.0 degrees), in the held
-    # frames too (oracle s3: 5 -> 15 degrees held, 7 unpinned): pulled towards the pinned place, they twist.
+    # pose within 30 cm cost the same, and the rest pose drifted from 2.5 to 33 cm off). So does
+    # its turn, the one it was carried in at the release: left free, the image turned it (oracle
+    # push_box s1 after the release: 62 degrees off, pinned 1.2; place_table s3: 27 -> 3.8; 20
+    # object clips: oracle 5.7 -> 4.2 degrees, MediaPipe 6.1 -> 6.3).
     pin_rest: bool = True
     # Together, the body's keypoints stay within keep_m of where the fit put them (a hinge, stiff
     # beyond); elbows and wrists are free, so the hands still reach the object. The contact term
@@ -122,13 +123,11 @@ class ObjectState:
     def rotation(self) -> torch.Tensor:
         return rotvec_to_matrix(self.rotvec)
 
-    def at(self, index: torch.Tensor, pinned: tuple[torch.Tensor, torch.Tensor], pos0: torch.Tensor,
-           rotvec0: torch.Tensor) -> "ObjectState":
+    def at(self, index: torch.Tensor, pinned: torch.Tensor, pos0: torch.Tensor, rotvec0: torch.Tensor) -> "ObjectState":
         """The poses of frames `index` (T,) for every frame (untouched runs share one pose), the
-        `pinned` frames ((T,) for the position, (T,) for the rotation) at given poses (pos0,
-        rotvec0: (3,) or per frame (T,3))."""
-        return ObjectState(torch.where(pinned[0][:, None], pos0, self.pos[index]),
-                           torch.where(pinned[1][:, None], rotvec0, self.rotvec[index]))
+        `pinned` frames (T,) at given poses (pos0, rotvec0: (3,) or per frame (T,3))."""
+        return ObjectState(torch.where(pinned[:, None], pos0, self.pos[index]),
+                           torch.where(pinned[:, None], rotvec0, self.rotvec[index]))
 
 
 def still_runs(held: np.ndarray) -> np.ndarray:
@@ -306,12 +305,13 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     # Untouched from the first frame, the object is where the scene put it: its pose is given, not
     # estimated (a stiff prior lost 1 cm to the image at 320x180).
     at_start = (index == 0) & torch.as_tensor(~held)
-    pinned = (at_start, at_start)
+    pinned = at_start
     first = (torch.as_tensor(scene.pos0), torch.as_tensor(scene.rotvec0))
     if options.pin_rest and object_pos is not None and resting is not None:
-        # let go, it stays where the interaction set it down (`interaction.settle`); it may still turn
-        pinned = (at_start | (resting > 0), at_start)
-        first = (torch.where(at_start[:, None], first[0], torch.as_tensor(object_pos[index.numpy()])), first[1])
+        # let go, it stays where the interaction set it down (`interaction.settle`), as it was turned then
+        pinned = at_start | (resting > 0)
+        first = tuple(torch.where(at_start[:, None], value, torch.as_tensor(given[index.numpy()]))
+                      for value, given in zip(first, (object_pos, object_rotvec)))
     env_depth = torch.as_tensor(scene.env_depth, dtype=torch.float64)
     offsets = torch.as_tensor(palm_offsets)
     wrists = [rig.joint_bones[f"{side}_wrist"] for side in ("left", "right")]
