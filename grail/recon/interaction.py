@@ -388,8 +388,9 @@ def settle(log_odds: np.ndarray, camera: PinholeCamera, hull: np.ndarray, pos: n
     release, summed). A search, coarse to fine: the sum is flat wherever the silhouette misses the
     object, so no gradient finds it from afar. The turn is searched for the place's sake only (a
     box turned 0.3 rad shifts the best place 1 cm) and not returned: a cylinder's or a mug's turn
-    is a guess here, and the turn it was carried in at the release was better (oracle
-    place_table: 6.0 against 12.0 degrees, refined from each; `RefineOptions.pin_rest`)."""
+    is a guess here, and the turn it was carried in at the release did better (oracle
+    place_table: 6.0 degrees refined from it, 12.0 with the searched turn kept); it is kept now
+    (`RefineOptions.pin_rest`)."""
     if options.settle_radius_m < options.settle_step_m:
         return pos
 

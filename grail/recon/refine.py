@@ -123,7 +123,8 @@ class ObjectState:
     def rotation(self) -> torch.Tensor:
         return rotvec_to_matrix(self.rotvec)
 
-    def at(self, index: torch.Tensor, pinned: torch.Tensor, pos0: torch.Tensor, rotvec0: torch.Tensor) -> "ObjectState":
+    def at(self, index: torch.Tensor, pinned: torch.Tensor, pos0: torch.Tensor,
+           rotvec0: torch.Tensor) -> "ObjectState":
         """The poses of frames `index` (T,) for every frame (untouched runs share one pose), the
         `pinned` frames (T,) at given poses (pos0, rotvec0: (3,) or per frame (T,3))."""
         return ObjectState(torch.where(pinned[:, None], pos0, self.pos[index]),
