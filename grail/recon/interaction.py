@@ -432,10 +432,12 @@ def _best_release(g: int, pos: np.ndarray, rot: np.ndarray, set_down: np.ndarray
     carried_until = np.concatenate([[0.0], np.cumsum(carried)])  # [k]: frames g..g+k-1 carried
     costs, places = {}, {}
     first = g + options.min_hold_frames
-    for start, end in runs(resting[first:]):
-        start, end = start + first, end + first
+    later, summed_from = np.zeros(evidence.shape), T  # frames summed_from..T-1, each added once, last run first
+    for start, end in reversed([(start + first, end + first) for start, end in runs(resting[first:])]):
+        for t in range(start, summed_from):
+            later += evidence.log_odds(t)
+        summed_from = start
         mid = (start + end - 1) // 2
-        later = sum((evidence.log_odds(t).astype(np.float64) for t in range(start, T)), np.zeros(evidence.shape))
         place = settle(later, camera, hull, set_down[mid], rot[mid], support, evidence, options)
         at_rest = np.array([evidence.cost(t, camera, hull, place, rot[mid]) for t in range(start, T)])
         rest_from = np.cumsum(at_rest[::-1])[::-1]  # [k]: frames start+k..T-1 at rest there
