@@ -10,7 +10,7 @@ import pytest
 import trimesh
 from grail.recon.arm_flip import (align, arm_configurations, choose_configuration, reaim_arm, seen_arms,
                                    settle_arm_flips)
-from grail.recon.body import TorchRig
+from grail.recon.body import TorchRig, hinge_axes
 from grail.recon.hoi import rig_pose
 from grail.scene.camera import PinholeCamera
 from grail.video.procedural import synthesize
@@ -61,7 +61,9 @@ def _flipped(rig, root, local, eye):
     elbows, wrists, exists = arm_configurations(eye, S, E, W)
     pick = np.where(exists, np.linalg.norm(wrists - W, axis=-1), -1).argmax(axis=0)
     frames = np.arange(len(root))
-    turned = reaim_arm(deltas, rig.parents, bones[0], bones[1], S, E, W, elbows[pick, frames], wrists[pick, frames])
+    hinged, axes = hinge_axes(rig)
+    turned = reaim_arm(rig, deltas, local, tuple(bones), axes.numpy()[hinged.index(bones[1])], S, E,
+                       elbows[pick, frames], wrists[pick, frames])
     out = local.copy()
     out[:, bones[0]], out[:, bones[1]] = turned[:, 0], turned[:, 1]
     return out, elbows[pick, frames], wrists[pick, frames]
@@ -76,6 +78,28 @@ def test_reaiming_the_arm_puts_elbow_and_wrist_on_their_targets(posed):
     assert np.abs(S - S0).max() < 1e-9  # the shoulder stays
     left = rig.joint_bones["left_wrist"]
     assert np.abs(rig_pose(rig, root, flipped)[0][:, left] - rig_pose(rig, root, local)[0][:, left]).max() < 1e-9
+
+
+def test_a_reaimed_forearm_bends_about_its_hinge_only_and_forward(posed):
+    rig, root, local, camera = posed
+    flipped, _, _ = _flipped(rig, root, local, camera.T_world_cam[:3, 3])
+    hinged, axes = hinge_axes(rig)
+    fore = rig.joint_bones[f"{SIDE}_elbow"]
+    axis = axes.numpy()[hinged.index(fore)]
+    turn = flipped[:, fore]
+    assert np.abs(turn - (turn @ axis)[:, None] * axis).max() < 1e-9  # no turn off the hinge
+    pos, _, _, (S, E, W) = _arm(rig, root, flipped)
+    rest, _, _, (S0, E0, W0) = _arm(rig, root[:1], np.zeros_like(local[:1]))
+    upper, forearm = E - S, W - E
+    bend = np.arccos((upper * forearm).sum(-1) / np.linalg.norm(upper, axis=-1) / np.linalg.norm(forearm, axis=-1))
+    rest_bend = np.arccos(_cos(E0 - S0, W0 - E0))[0]
+    # forward: the hinge angle is the bend less the rest pose's (within the forearm's small tilt
+    # off its hinge plane), not the backward bend that reaches the same wrist (about -bend - rest)
+    assert np.abs(turn @ axis - (bend - rest_bend)).max() < 0.02 and (turn @ axis).min() > -rest_bend
+
+
+def _cos(a, b):
+    return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
 
 
 def test_a_held_cube_turns_a_flipped_arm_back_onto_the_truth(posed):

@@ -22,7 +22,7 @@ import numpy as np
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from grail.recon.body import TorchRig
+from grail.recon.body import TorchRig, hinge_axes
 from grail.recon.contacts import HAND_HALF_THICKNESS_M, surface_distance
 from grail.recon.hoi import rig_pose
 from grail.recon.keypoints import KEYPOINTS
@@ -91,19 +91,65 @@ def align(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.eye(3) + s[:, None, None] * K + (1 - c)[:, None, None] * (K @ K)
 
 
-def reaim_arm(deltas: np.ndarray, parents: list[int], upper: int, fore: int, shoulder: np.ndarray,
-              elbow: np.ndarray, wrist: np.ndarray, new_elbow: np.ndarray, new_wrist: np.ndarray) -> np.ndarray:
+def _chain_offset(rig: TorchRig, local: np.ndarray, fore: int, wrist: int) -> np.ndarray:
+    """(T,3) the wrist's offset from the forearm bone's origin in that bone's frame before its own
+    turn: the bones between keep their local turns."""
+    chain = [wrist]
+    while rig.parents[chain[-1]] != fore:
+        chain.append(rig.parents[chain[-1]])
+    offsets = rig.offsets.numpy()
+    turn = np.broadcast_to(np.eye(3), (len(local), 3, 3))
+    out = np.zeros((len(local), 3))
+    for bone in reversed(chain):
+        out = out + turn @ offsets[bone]
+        turn = turn @ Rotation.from_rotvec(local[:, bone]).as_matrix()
+    return out
+
+
+def reaim_arm(rig: TorchRig, deltas: np.ndarray, local: np.ndarray, bones: tuple[int, int, int], axis: np.ndarray,
+              shoulder: np.ndarray, elbow: np.ndarray, new_elbow: np.ndarray, new_wrist: np.ndarray) -> np.ndarray:
     """(T,2,3) new local rotations (rest-relative axis-angle, `TorchRig` convention) of the upper
-    arm bone (origin at the shoulder) and the forearm bone (origin at the elbow) that put the
-    elbow at new_elbow and the wrist at new_wrist, each turned by the smallest rotation; the
-    bones between and below them keep their local turns (the hand follows its forearm)."""
-    turn_upper = align(elbow - shoulder, new_elbow - shoulder)
-    carried_wrist = new_elbow + np.einsum("tij,tj->ti", turn_upper, wrist - elbow)
-    turn_fore = align(carried_wrist - new_elbow, new_wrist - new_elbow)
-    local_upper = np.swapaxes(deltas[:, parents[upper]], 1, 2) @ turn_upper @ deltas[:, upper]
-    fore_parent = turn_upper @ deltas[:, parents[fore]]  # carried by the upper arm's turn
-    local_fore = np.swapaxes(fore_parent, 1, 2) @ turn_fore @ turn_upper @ deltas[:, fore]
-    return np.stack([Rotation.from_matrix(local_upper).as_rotvec(), Rotation.from_matrix(local_fore).as_rotvec()], 1)
+    arm bone and the forearm bone (`bones`: those two and the wrist's) that put the elbow at
+    new_elbow and the wrist at new_wrist with the forearm turned about its hinge `axis` only, as
+    an elbow bends. The upper arm's twist is what makes that possible: of the two twists that
+    reach the wrist, the one that bends the elbow more (the other bends it backward). The bones
+    between and below keep their local turns. Turned by the smallest rotations instead, a flipped
+    arm bent its elbow off the hinge, which the fit's prior charges and the true arm does not pay
+    (oracle pickup_table s2, the right arm turned onto its true flip and the fit polished: hinge
+    term 194 against 5 this way; the fit's own arm 13)."""
+    upper, fore, wrist = bones
+    along, along2 = _unit(elbow - shoulder), _unit(new_elbow - shoulder)
+    base = align(along, along2)
+    middle = deltas[:, rig.parents[fore]]  # the upper arm's last bone: the forearm's parent
+    hinge = middle @ axis
+    hinge_along = (hinge * along).sum(-1)
+    side = _unit(np.einsum("tij,tj->ti", base, hinge) - hinge_along[:, None] * along2)
+    across = np.cross(along2, side)
+    bone = _chain_offset(rig, local, fore, wrist)
+    forearm = new_wrist - new_elbow
+    # twist psi about the new upper arm: the hinge then sweeps a cone, and the wrist is reached
+    # where the forearm's component along the hinge matches the bone's own
+    a, b = (forearm * side).sum(-1), (forearm * across).sum(-1)
+    c = (bone @ axis - hinge_along * (forearm * along2).sum(-1)) / np.sqrt(np.maximum(1 - hinge_along ** 2, 1e-12))
+    spread = np.arccos(np.clip(c / np.maximum(np.hypot(a, b), 1e-12), -1.0, 1.0))
+    flat = bone - (bone @ axis)[:, None] * axis
+    best_bend, best_turn = None, None
+    for psi in (np.arctan2(b, a) + spread, np.arctan2(b, a) - spread):
+        turn = Rotation.from_rotvec(along2 * psi[:, None]).as_matrix() @ base
+        target = np.einsum("tji,tj->ti", turn @ middle, forearm)  # the forearm in its parent's frame
+        target = target - (target @ axis)[:, None] * axis
+        bend = np.arctan2(np.cross(flat, target) @ axis, (flat * target).sum(-1))
+        if best_bend is None:
+            best_bend, best_turn = bend, turn
+        else:
+            more = bend > best_bend
+            best_bend, best_turn = np.where(more, bend, best_bend), np.where(more[:, None, None], turn, best_turn)
+    local_upper = np.swapaxes(deltas[:, rig.parents[upper]], 1, 2) @ best_turn @ deltas[:, upper]
+    return np.stack([Rotation.from_matrix(local_upper).as_rotvec(), best_bend[:, None] * axis], 1)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
 def posed_surface_distances(mesh: trimesh.Trimesh, points: np.ndarray, obj_pos: np.ndarray, obj_rot: np.ndarray
@@ -139,6 +185,8 @@ def settle_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np
     pos, deltas = rig_pose(rig, root, local)
     out = np.array(local, copy=True)
     changed = np.zeros(held.shape, bool)
+    hinged, hinge = hinge_axes(rig)
+    axes = dict(zip(hinged, hinge.numpy()))
     for k, side in enumerate(SIDES):
         frames = np.flatnonzero(held[:, k])
         if not len(frames):
@@ -154,7 +202,7 @@ def settle_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np
             continue
         rows, chosen = frames[take], (pick[take], np.flatnonzero(take))
         upper, fore = bones["shoulder"], bones["elbow"]  # the bones whose origins are those joints
-        turned = reaim_arm(deltas[rows], rig.parents, upper, fore, S[take], E[take], W[take],
+        turned = reaim_arm(rig, deltas[rows], local[rows], (upper, fore, bones["wrist"]), axes[fore], S[take], E[take],
                            elbows[chosen], wrists[chosen])
         out[rows, upper], out[rows, fore] = turned[:, 0], turned[:, 1]
         changed[rows, k] = True

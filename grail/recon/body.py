@@ -110,3 +110,18 @@ def rest_height(rig: TorchRig, name: str) -> float:
     own offset above the feet)."""
     pos, _ = rig.forward(torch.zeros((1, 3), dtype=torch.float64), torch.zeros((1, rig.bones, 3), dtype=torch.float64))
     return float(rig.offsets[0, 2] + pos[0, rig.joint_bones[name], 2])
+
+
+def hinge_axes(rig: TorchRig) -> tuple[list[int], torch.Tensor]:
+    """Knee and elbow bones and their hinge axes (world axes at rest: rotations are rest-relative
+    in world axes). A hinge axis is perpendicular to the limb and to the forward direction (+x):
+    the plane in which a leg or an A-pose arm bends."""
+    pos, _ = rig.forward(torch.zeros((1, 3), dtype=torch.float64), torch.zeros((1, rig.bones, 3), dtype=torch.float64))
+    bones, axes = [], []
+    for upper, lower in (("left_hip", "left_knee"), ("right_hip", "right_knee"),
+                         ("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")):
+        limb = (pos[0, rig.joint_bones[lower]] - pos[0, rig.joint_bones[upper]]).numpy()
+        axis = np.cross(limb, [1.0, 0.0, 0.0])
+        bones.append(rig.joint_bones[lower])
+        axes.append(axis / np.linalg.norm(axis))
+    return bones, torch.tensor(np.array(axes))

@@ -34,7 +34,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from grail.recon.optim import geman_mcclure, minimise
-from grail.recon.body import TorchRig, rest_height, rotvec_to_matrix
+from grail.recon.body import TorchRig, hinge_axes, rest_height, rotvec_to_matrix
 from grail.recon.fit_start import initial_roots, planted_feet, project_points, speed
 from grail.recon.keypoints import depth_order_bones, depth_order_evidence, keypoint_offsets, landmark_points
 from grail.recon.observations import Observations
@@ -169,7 +169,7 @@ class HumanTerms:
         px = camera.height / 720 / self.f  # a 1280x720 pixel in normalised image units
         self.sigma2, self.robust_scale = (options.sigma_px * px) ** 2, options.robust_px * px
         self.prior = _priors(rig, options)
-        self.hinge_bones, self.hinge_axes = _hinges(rig)
+        self.hinge_bones, self.hinge_axes = hinge_axes(rig)
         self.rest_ankle = rest_height(rig, "left_ankle")
         self.robust = False
         self.floor: torch.Tensor | None = None
@@ -530,18 +530,3 @@ def _priors(rig: TorchRig, options: FitOptions) -> torch.Tensor:
             prior[rig.names.index(name)] = torch.tensor(sigma, dtype=torch.float64) ** -2
     prior[0] = 0.0
     return prior
-
-
-def _hinges(rig: TorchRig) -> tuple[list[int], torch.Tensor]:
-    """Knee and elbow bones and their hinge axes (world axes at rest: rotations are rest-relative
-    in world axes). A hinge axis is perpendicular to the limb and to the forward direction (+x):
-    the plane in which a leg or an A-pose arm bends."""
-    pos, _ = rig.forward(torch.zeros((1, 3), dtype=torch.float64), torch.zeros((1, rig.bones, 3), dtype=torch.float64))
-    bones, axes = [], []
-    for upper, lower in (("left_hip", "left_knee"), ("right_hip", "right_knee"),
-                         ("left_shoulder", "left_elbow"), ("right_shoulder", "right_elbow")):
-        limb = (pos[0, rig.joint_bones[lower]] - pos[0, rig.joint_bones[upper]]).numpy()
-        axis = np.cross(limb, [1.0, 0.0, 0.0])
-        bones.append(rig.joint_bones[lower])
-        axes.append(axis / np.linalg.norm(axis))
-    return bones, torch.tensor(np.array(axes))
