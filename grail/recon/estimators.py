@@ -4,8 +4,12 @@
 ``model_complexity=1``, whose models ship inside the wheel, so it runs offline on a CPU. Frames
 smaller than ``MIN_SIDE_PX`` are upscaled first (a person some 60 px tall is found more reliably
 twice that size); coordinates come back in the video's pixels and MediaPipe's landmark
-visibility is kept as the confidence. Other estimators (learned, from local weights) implement
-the same ``estimate``; the ``oracle`` lives in ``grail/recon/oracle.py`` and needs the ground truth.
+visibility is kept as the confidence. Frames where the video pass finds no one, next to frames
+where it does, are looked at again on a square crop around the person found nearest in time,
+tracked frame by frame away from it (`second_look`): the pose detector sees the whole frame at
+224 px, where a person 230 px tall in 1280x720, side on at the top of a stair, was missed for
+the clip's first 14 frames (stairs_down s1) and found at once in a crop twice their size. Other
+estimators (learned, from local weights) implement the same ``estimate``; the ``oracle`` lives in ``grail/recon/oracle.py`` and needs the ground truth.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from grail.errors import GrailError
+from grail.recon.contacts import runs
 from grail.recon.keypoints import KEYPOINTS, MEDIAPIPE_INDEX
 from grail.recon.observations import Observations
 
 MIN_SIDE_PX = 640
 MEDIAPIPE_VERSION = "0.10.14"
+CROP_SHARE = 2.0    # a second look's crop side over the extent of the person's keypoints ...
+MIN_CROP_PX = 256   # ... and at least this (the landmark model's input side), within the frame
 
 
 class HumanEstimator(Protocol):
@@ -38,18 +45,18 @@ class MediaPipeEstimator:
 
     name = f"mediapipe-pose=={MEDIAPIPE_VERSION} (model_complexity=1, video mode)"
 
-    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+    def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 second_look: bool = True) -> None:
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
+        self.second_look = second_look
 
     def estimate(self, frames: Iterable[np.ndarray], fps: float, width: int, height: int,
                  progress: Callable[[int], None] | None = None) -> Observations:
-        pose_module = _mediapipe_pose()
+        frames = frames if isinstance(frames, (list, np.ndarray)) else list(frames)
         scale = max(1, int(np.ceil(MIN_SIDE_PX / max(width, height))))
         points, conf = [], []
-        with _quiet_native_logs(), pose_module.Pose(static_image_mode=False, model_complexity=1,
-                                                    min_detection_confidence=self.min_detection_confidence,
-                                                    min_tracking_confidence=self.min_tracking_confidence) as pose:
+        with self._pose() as pose:
             for i, frame in enumerate(frames):
                 uv, c = _landmarks(pose.process(_upscale(frame, scale)), width, height)
                 points.append(uv)
@@ -58,11 +65,69 @@ class MediaPipeEstimator:
                     progress(i + 1)
         if not points:
             raise GrailError("the video has no frames", field="video")
+        points, conf = np.stack(points), np.stack(conf)
+        if self.second_look:
+            self._look_again(frames, points, conf, width, height)
         return Observations(fps=fps, width=width, height=height, estimator=self.name, oracle=False,
-                            keypoint_names=list(KEYPOINTS), keypoints=np.stack(points), keypoint_conf=np.stack(conf))
+                            keypoint_names=list(KEYPOINTS), keypoints=points, keypoint_conf=conf)
+
+    @contextlib.contextmanager
+    def _pose(self) -> Iterator:
+        """A MediaPipe Pose tracker in video mode, its start-up logs silenced."""
+        pose_module = _mediapipe_pose()
+        with _quiet_native_logs(), pose_module.Pose(static_image_mode=False, model_complexity=1,
+                                                    min_detection_confidence=self.min_detection_confidence,
+                                                    min_tracking_confidence=self.min_tracking_confidence) as pose:
+            yield pose
+
+    def _look_again(self, frames, points: np.ndarray, conf: np.ndarray, width: int, height: int) -> int:
+        """Fill, in place, runs of frames without a person from a crop around the person found
+        next to the run, tracked into it (backward from its end, then forward from its start)
+        until the crop shows no one. Returns how many frames it filled."""
+        filled = 0
+        for start, end in runs(conf.max(axis=1) <= 0):
+            for anchor, order in ((end, range(end - 1, start - 1, -1)), (start - 1, range(start, end))):
+                if not 0 <= anchor < len(frames) or conf[anchor].max() <= 0:
+                    continue
+                box = person_box(points[anchor], conf[anchor])
+                with self._pose() as pose:
+                    for t in order:
+                        if conf[t].max() > 0 or box is None:
+                            break
+                        x0, y0, side = crop_square(box, width, height)
+                        crop = np.ascontiguousarray(frames[t][y0:y0 + side, x0:x0 + side, :3], dtype=np.uint8)
+                        uv, c = _landmarks(pose.process(crop), side, side, x0, y0)
+                        if c.max() <= 0:
+                            break
+                        points[t], conf[t] = uv, c
+                        box = person_box(uv, c)
+                        filled += 1
+        return filled
 
 
-def _landmarks(result, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+def person_box(uv: np.ndarray, conf: np.ndarray) -> tuple[float, float, float] | None:
+    """(centre u, centre v, extent) of the keypoints found (extent: the larger side of their
+    bounding box, pixels); None with fewer than three."""
+    seen = uv[conf > 0]
+    if len(seen) < 3:
+        return None
+    low, high = seen.min(axis=0), seen.max(axis=0)
+    centre = (low + high) / 2
+    return float(centre[0]), float(centre[1]), float((high - low).max())
+
+
+def crop_square(box: tuple[float, float, float], width: int, height: int) -> tuple[int, int, int]:
+    """(x0, y0, side) of the square crop CROP_SHARE times the box's extent (at least MIN_CROP_PX)
+    centred on it, moved inside the frame."""
+    u, v, extent = box
+    side = int(min(max(CROP_SHARE * extent, MIN_CROP_PX), width, height))
+    x0 = int(np.clip(round(u - side / 2), 0, width - side))
+    y0 = int(np.clip(round(v - side / 2), 0, height - side))
+    return x0, y0, side
+
+
+def _landmarks(result, width: int, height: int, x0: int = 0, y0: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints in the video's pixels from a result on a region width x height at (x0, y0)."""
     uv = np.zeros((len(KEYPOINTS), 2))
     conf = np.zeros(len(KEYPOINTS))
     if result.pose_landmarks is None:
@@ -71,7 +136,7 @@ def _landmarks(result, width: int, height: int) -> tuple[np.ndarray, np.ndarray]
     for k, name in enumerate(KEYPOINTS):
         ms = [marks[i] for i in MEDIAPIPE_INDEX[name]]
         # Normalised to the (upscaled) image; pixel centres at +0.5 in MediaPipe's convention.
-        uv[k] = (np.mean([m.x for m in ms]) * width - 0.5, np.mean([m.y for m in ms]) * height - 0.5)
+        uv[k] = (x0 + np.mean([m.x for m in ms]) * width - 0.5, y0 + np.mean([m.y for m in ms]) * height - 0.5)
         conf[k] = float(np.clip(max(m.visibility for m in ms), 0.0, 1.0))  # seen when any part is
     return uv, conf
 
