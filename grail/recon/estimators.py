@@ -9,7 +9,8 @@ where it does, are looked at again on a square crop around the person found near
 tracked frame by frame away from it (`second_look`): the pose detector sees the whole frame at
 224 px, where a person 230 px tall in 1280x720, side on at the top of a stair, was missed for
 the clip's first 14 frames (stairs_down s1) and found at once in a crop twice their size. Other
-estimators (learned, from local weights) implement the same ``estimate``; the ``oracle`` lives in ``grail/recon/oracle.py`` and needs the ground truth.
+estimators (learned, from local weights) implement the same ``estimate``; the ``oracle`` lives in
+``grail/recon/oracle.py`` and needs the ground truth.
 """
 
 from __future__ import annotations
@@ -80,11 +81,11 @@ class MediaPipeEstimator:
                                                     min_tracking_confidence=self.min_tracking_confidence) as pose:
             yield pose
 
-    def _look_again(self, frames, points: np.ndarray, conf: np.ndarray, width: int, height: int) -> int:
+    def _look_again(self, frames, points: np.ndarray, conf: np.ndarray, width: int, height: int) -> None:
         """Fill, in place, runs of frames without a person from a crop around the person found
         next to the run, tracked into it (backward from its end, then forward from its start)
-        until the crop shows no one. Returns how many frames it filled."""
-        filled = 0
+        until the crop shows no one. A crop smaller than MIN_CROP_PX (a small video) is upscaled
+        to it, as whole frames are to MIN_SIDE_PX."""
         for start, end in runs(conf.max(axis=1) <= 0):
             for anchor, order in ((end, range(end - 1, start - 1, -1)), (start - 1, range(start, end))):
                 if not 0 <= anchor < len(frames) or conf[anchor].max() <= 0:
@@ -95,14 +96,12 @@ class MediaPipeEstimator:
                         if conf[t].max() > 0 or box is None:
                             break
                         x0, y0, side = crop_square(box, width, height)
-                        crop = np.ascontiguousarray(frames[t][y0:y0 + side, x0:x0 + side, :3], dtype=np.uint8)
+                        crop = _upscale(frames[t][y0:y0 + side, x0:x0 + side], int(np.ceil(MIN_CROP_PX / side)))
                         uv, c = _landmarks(pose.process(crop), side, side, x0, y0)
                         if c.max() <= 0:
                             break
                         points[t], conf[t] = uv, c
                         box = person_box(uv, c)
-                        filled += 1
-        return filled
 
 
 def person_box(uv: np.ndarray, conf: np.ndarray) -> tuple[float, float, float] | None:
