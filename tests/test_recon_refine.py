@@ -99,3 +99,39 @@ def test_a_let_go_object_stays_where_the_interaction_set_it_down(composed):
     pos, rotvec = rest_frames(pin_rest=False)
     assert np.linalg.norm(pos[0] - rest) > 0.005
     assert np.linalg.norm(rotvec[0] - turn[6]) > 0.01
+
+
+def test_the_object_moving_alone_follows_its_image_further_from_the_fitted_palm(composed):
+    """Held by the right palm from frame 1 and seen 6 cm beside where the grip put it (across the
+    camera ray), the object moving alone is held to the fitted palm loosely (object_grasp_m): it
+    goes most of the way to its image, and at grasp_m it would stay nearer the palm. The body is
+    held stiffly here, and its arms unflipped, so only the object can move."""
+    import trimesh
+    from grail.recon.hoi import palms
+
+    T = 10
+    character, rig, root0, local0, camera, obs, keypoint_term = _still_body(composed, T)
+    offsets = palm_offsets(character, rig)
+    pos, deltas = rig_pose(rig, root0, local0)
+    palm = palms(pos, deltas, rig, offsets)[:, 1]
+    box = trimesh.creation.box([0.1, 0.1, 0.1])
+    obj = palm + [0.0, 0.0, -0.06]  # hanging under the palm
+    scene = SceneTerms(camera, np.full((HEIGHT, WIDTH), np.inf), lambda p: np.full(len(p), -1.0),
+                       np.asarray(box.convex_hull.vertices), box, obj[0], np.zeros(3))
+    hands = np.zeros((T, 2), bool)
+    hands[1:, 1] = True
+    contacts = label_contacts(hands, np.zeros((T, 2), bool), np.zeros(T, bool), 1)
+    seen = torch.as_tensor(obj + [0.06, 0.0, 0.0])  # x is across the ray (the camera looks along +y)
+
+    def image(frames: torch.Tensor, at: torch.Tensor, rotvec: torch.Tensor) -> torch.Tensor:
+        """Seen upright (tilted about the palm, the object would meet both)."""
+        return (((at - seen[frames]) ** 2).sum(-1) / 0.02 ** 2 + (rotvec ** 2).sum(-1) / 0.02 ** 2) \
+            * RefineOptions().proj_scale
+
+    def refined(**kw) -> tuple[float, float]:
+        result = refine(lambda *a: 1e4 * keypoint_term(*a), rig, obs, root0, local0, offsets, contacts,
+                        RefineOptions(flip_margin_m=None, **kw), scene, image, obj, np.zeros((T, 3)))
+        return float(np.mean(result.object_pos[3:, 0] - obj[3:, 0]))
+
+    loose, tight = refined(), refined(object_grasp_m=RefineOptions().grasp_m)
+    assert loose > 0.035 and tight < 0.03, (loose, tight)

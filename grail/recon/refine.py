@@ -14,7 +14,8 @@
   front of it (oracle sit_chair s2: 20 -> 32 mm). The body stays out of the scene's solids by the
   human fit's own term, part of L_kp.
 - L_cont: contacts from grail.recon.contacts: a touching palm keeps its place on the object over
-  each contact interval (the grasp is rigid), taken from the start and again once the object has
+  each contact interval (the grasp is rigid; held loosely while the object moves alone, since the
+  fitted palm is the weaker evidence there), taken from the start and again once the object has
   been refined alone, and the first frame holds the scene's object pose (untouched from the
   first frame, it is that pose exactly). An untouched object stays still by construction: each run of untouched frames shares one pose (`still_runs`), so
   no term can drag it; let go, that pose is where the interaction set it down (`RefineOptions.pin_rest`).
@@ -58,7 +59,14 @@ class RefineOptions:
     iterations: int = 60
     depth_m: float = 0.02          # behind the environment's depth
     support_m: float = 0.002       # the object's hull below its support (penetration is not allowed)
-    grasp_m: float = 0.01          # palm drifting on the object while touching
+    grasp_m: float = 0.01          # palm drifting on the object while touching ...
+    # ... while the object moves alone first (`object_first`), the human held: there the palms are
+    # the fitted hands, decimetres off in depth, and at grasp_m they held the object to them
+    # against its image. 20 object clips: object 3.57 -> 3.51 cm and 6.4 -> 4.5 degrees
+    # (MediaPipe), 3.09 -> 3.02 cm and 3.7 -> 1.7 degrees (oracle), contact and filter passes
+    # alike. At 0.03 in the joint stage too (3.44 and 2.97 cm), hands left the object: contact
+    # 0.003 -> 0.006 m, three filter passes lost to object travel with no hand on it.
+    object_grasp_m: float = 0.03
     first_m: float = 0.002         # first frame against the scene's object pose
     first_rad: float = 0.01
     accel_m: float = 0.01          # object acceleration, m/frame^2
@@ -232,10 +240,10 @@ def palms_on_object(palms: torch.Tensor, state: ObjectState, rot: torch.Tensor) 
 
 
 def contact_term(local: torch.Tensor, state: ObjectState, targets: torch.Tensor, mask: torch.Tensor,
-                 scene: SceneTerms, options: RefineOptions) -> torch.Tensor:
-    """Rigid grasp (palms in the object's frame at their targets) and the first frame at the
-    scene's pose (an untouched object is still by construction: `still_runs`)."""
-    cost = (((local - targets) ** 2).sum(-1) * mask).sum() / options.grasp_m ** 2
+                 scene: SceneTerms, options: RefineOptions, grasp_m: float) -> torch.Tensor:
+    """Rigid grasp (palms in the object's frame at their targets, within about grasp_m) and the
+    first frame at the scene's pose (an untouched object is still by construction: `still_runs`)."""
+    cost = (((local - targets) ** 2).sum(-1) * mask).sum() / grasp_m ** 2
     cost = cost + ((state.pos[0] - torch.as_tensor(scene.pos0)) ** 2).sum() / options.first_m ** 2
     cost = cost + ((state.rotvec[0] - torch.as_tensor(scene.rotvec0)) ** 2).sum() / options.first_rad ** 2
     return cost
@@ -346,7 +354,8 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
                 out["proj"] = silhouette_energy(frames, at, obj.rotvec[frames]).sum() \
                     * options.proj_stride / options.proj_scale
             local = palms_on_object(_palm_points(pos, deltas, wrists, offsets), obj, rot)
-            out["cont"] = contact_term(local, obj, targets, mask, scene, options)
+            grasp_m = options.grasp_m if human else options.object_grasp_m
+            out["cont"] = contact_term(local, obj, targets, mask, scene, options, grasp_m)
             out["reg"] = regulariser(obj, options, palm_clearance(local, planes))
             if human and options.keep_m is not None:
                 out["reg"] = out["reg"] + keep_term(rig.joints(pos, KEYPOINTS), fitted, options)
