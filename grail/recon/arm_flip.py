@@ -148,6 +148,19 @@ def reaim_arm(rig: TorchRig, deltas: np.ndarray, local: np.ndarray, bones: tuple
     return np.stack([Rotation.from_matrix(local_upper).as_rotvec(), best_bend[:, None] * axis], 1)
 
 
+def turn_arm_onto(rig: TorchRig, pos: np.ndarray, deltas: np.ndarray, local: np.ndarray, out: np.ndarray,
+                  changed: np.ndarray, k: int, rows: np.ndarray, elbows: np.ndarray, wrists: np.ndarray) -> None:
+    """Turn arm k (SIDES) of `out` (T,J,3), in place, at `rows` onto new elbow and wrist places
+    (each (rows,3)) with `reaim_arm`, from the pose (pos, deltas, local) they were found in, and
+    mark those rows in `changed` (T,2)."""
+    upper, fore, hand = (rig.joint_bones[f"{SIDES[k]}_{name}"] for name in ("shoulder", "elbow", "wrist"))
+    hinged, axes = hinge_axes(rig)  # the bones whose origins are those joints turn: shoulder, elbow
+    turned = reaim_arm(rig, deltas[rows], local[rows], (upper, fore, hand), axes[hinged.index(fore)].numpy(),
+                       pos[rows, upper], pos[rows, fore], elbows, wrists)
+    out[rows, upper], out[rows, fore] = turned[:, 0], turned[:, 1]
+    changed[rows, k] = True
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
@@ -185,8 +198,6 @@ def settle_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np
     pos, deltas = rig_pose(rig, root, local)
     out = np.array(local, copy=True)
     changed = np.zeros(held.shape, bool)
-    hinged, hinge = hinge_axes(rig)
-    axes = dict(zip(hinged, hinge.numpy()))
     for k, side in enumerate(SIDES):
         frames = np.flatnonzero(held[:, k])
         if not len(frames):
@@ -200,10 +211,6 @@ def settle_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np
         take = pick >= 0
         if not take.any():
             continue
-        rows, chosen = frames[take], (pick[take], np.flatnonzero(take))
-        upper, fore = bones["shoulder"], bones["elbow"]  # the bones whose origins are those joints
-        turned = reaim_arm(rig, deltas[rows], local[rows], (upper, fore, bones["wrist"]), axes[fore], S[take], E[take],
-                           elbows[chosen], wrists[chosen])
-        out[rows, upper], out[rows, fore] = turned[:, 0], turned[:, 1]
-        changed[rows, k] = True
+        chosen = (pick[take], np.flatnonzero(take))
+        turn_arm_onto(rig, pos, deltas, local, out, changed, k, frames[take], elbows[chosen], wrists[chosen])
     return out, changed

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from grail.recon.arm_flip import SIDES, arm_configurations, palm_gaps, reaim_arm
-from grail.recon.body import TorchRig, hinge_axes
+from grail.recon.arm_flip import SIDES, arm_configurations, palm_gaps, turn_arm_onto
+from grail.recon.body import TorchRig
 from grail.recon.hoi import rig_pose
 
 
@@ -118,17 +118,10 @@ def held_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np.n
         step = step + np.moveaxis((span[None, :, 1:] - span[:, None, :-1]) ** 2, -1, 0) / options.span_m ** 2
         path = shortest_path(unary, step)
         paths = {0: path // 4, 1: path % 4}
-    hinged, axes = hinge_axes(rig)
-    axis = dict(zip(hinged, axes.numpy()))
     for k, path in paths.items():
-        arm, b = arms[k], bones[k]
+        arm = arms[k]
         moved = np.flatnonzero(path != arm.fitted)
-        if not len(moved):
-            continue
-        rows = frames[moved]
-        turned = reaim_arm(rig, deltas[rows], local[rows], (b["shoulder"], b["elbow"], b["wrist"]), axis[b["elbow"]],
-                           pos[rows, b["shoulder"]], pos[rows, b["elbow"]], arm.elbows[path[moved], moved],
-                           arm.wrists[path[moved], moved])
-        out[rows, b["shoulder"]], out[rows, b["elbow"]] = turned[:, 0], turned[:, 1]
-        changed[rows, k] = True
+        if len(moved):
+            turn_arm_onto(rig, pos, deltas, local, out, changed, k, frames[moved], arm.elbows[path[moved], moved],
+                          arm.wrists[path[moved], moved])
     return out, changed
