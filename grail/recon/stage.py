@@ -280,12 +280,10 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
     joints = {name: pos[:, bone] for name, bone in scene.rig.joint_bones.items()}
     if reuse is not None:
         track, energy, evidence, departed = reuse.track, reuse.energy, reuse.evidence, reuse.departed
-        energy.set_ignore(mask)
     else:
         track = RegionTracker(options.track).track(video.frames, video.camera, model, scene.pos0, scene.quat0)
         energy = SilhouetteEnergy(video.frames, video.camera, model, scene.pos0, scene.quat0,
                                   replace(options.track, grid=options.refine_grid))
-        energy.set_ignore(mask)
         evidence = ColourEvidence(energy.posterior, len(video.frames), mask)
         departed = None
         if options.interaction.departure:
@@ -293,6 +291,7 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
             departed = departure_frame(evidence, video.camera, energy.hull, scene.pos0,
                                        matrices_from_quats(scene.quat0), body_mask(video.camera, joints, rest_depth),
                                        options.interaction)
+    energy.set_ignore(mask)
     grip = grip_track(model, energy.hull, scene.pos0, scene.quat0, hand, wrists, torso_heading(joints), video.camera,
                       evidence, scene.support, options.interaction, departed)
     if options.interaction.body_occlusion and grip.grasp is not None:  # the refinement's image term only
