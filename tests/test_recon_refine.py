@@ -10,7 +10,7 @@ from grail.recon.contacts import label_contacts
 from grail.recon.hoi import palm_offsets, rig_pose
 from grail.recon.keypoints import KEYPOINTS
 from grail.recon.observations import Observations
-from grail.recon.refine import RefineOptions, SceneTerms, across_ray, refine
+from grail.recon.refine import RefineOptions, SceneTerms, at_distances, refine
 from grail.scene.camera import PinholeCamera
 
 
@@ -52,15 +52,16 @@ def test_a_body_seen_behind_the_scene_depth_stays_where_its_keypoints_put_it(com
     after, _ = rig_pose(rig, result.root, result.local)
     assert np.abs(after - before).max() < 1e-4
 
-def test_the_image_term_sees_no_depth_along_the_camera_ray():
-    """`across_ray` keeps a point's value and removes only its gradient along the camera ray: an
-    energy of the projected point is unchanged, and a shift across the ray still has a gradient."""
+def test_the_object_is_refined_at_given_distances_from_the_camera():
+    """`at_distances` puts a point at the given distance on its camera ray and removes its gradient
+    along that ray: any energy of the result pulls the point across the ray only."""
     camera = PinholeCamera.look_at([0.0, -3.0, 1.5], [0.0, 0.0, 0.8], 60.0, 64, 48)
     point = torch.tensor([[0.2, 0.1, 0.9]], dtype=torch.float64, requires_grad=True)
-    moved = across_ray(point, camera)
-    assert torch.allclose(moved, point)
-    (moved ** 2).sum().backward()  # any energy of the point: its gradient holds no ray component
     ray = point.detach()[0] - torch.as_tensor(camera.position)
+    moved = at_distances(point, camera, torch.tensor([2.5], dtype=torch.float64))
+    assert abs(float((moved.detach()[0] - torch.as_tensor(camera.position)).norm()) - 2.5) < 1e-12
+    assert torch.allclose(moved.detach()[0] - torch.as_tensor(camera.position), ray / ray.norm() * 2.5)
+    (moved ** 2).sum().backward()  # any energy of the point: its gradient holds no ray component
     ray = ray / ray.norm()
     assert abs(float(point.grad[0] @ ray)) < 1e-12
     assert float(point.grad[0].norm()) > 0.1
@@ -135,3 +136,37 @@ def test_the_object_moving_alone_follows_its_image_further_from_the_fitted_palm(
 
     loose, tight = refined(), refined(object_grasp_m=RefineOptions().grasp_m)
     assert loose > 0.035 and tight < 0.03, (loose, tight)
+
+
+def test_no_term_moves_the_held_object_along_the_camera_ray(composed):
+    """Held by the right palm from frame 1 while the keypoints pull the body 4 cm further from the
+    camera, the object keeps its distance from the camera (its start's, to a millimetre): the
+    palm's depth is no evidence of it. Allowed along the ray (object_along_ray), the contact term
+    carries it off with the palm."""
+    import trimesh
+    from grail.recon.hoi import palms
+
+    T = 10
+    character, rig, root0, local0, camera, obs, _ = _still_body(composed, T)
+    offsets = palm_offsets(character, rig)
+    pos, deltas = rig_pose(rig, root0, local0)
+    obj = palms(pos, deltas, rig, offsets)[:, 1] + [0.0, 0.0, -0.06]  # hanging under the right palm
+    box = trimesh.creation.box([0.1, 0.1, 0.1])
+    scene = SceneTerms(camera, np.full((HEIGHT, WIDTH), np.inf), lambda p: np.full(len(p), -1.0),
+                       np.asarray(box.convex_hull.vertices), box, obj[0], np.zeros(3))
+    hands = np.zeros((T, 2), bool)
+    hands[1:, 1] = True
+    contacts = label_contacts(hands, np.zeros((T, 2), bool), np.zeros(T, bool), 1)
+    target = torch.as_tensor(root0 + [0.0, 0.04, 0.0]), torch.as_tensor(local0)  # the camera looks along +y
+
+    def keypoint_term(root: torch.Tensor, local: torch.Tensor, frames: slice) -> torch.Tensor:
+        return (((root - target[0]) ** 2).sum() + ((local - target[1]) ** 2).sum()) / 0.01 ** 2
+
+    def moved_along_ray(**kw) -> float:
+        result = refine(keypoint_term, rig, obs, root0, local0, offsets, contacts,
+                        RefineOptions(flip_margin_m=None, **kw), scene, None, obj, np.zeros((T, 3)))
+        distance = lambda p: np.linalg.norm(p - camera.position, axis=-1)
+        return float(np.abs(distance(result.object_pos[1:]) - distance(obj[1:])).max())
+
+    assert moved_along_ray() < 1e-3
+    assert moved_along_ray(object_along_ray=True) > 0.02

@@ -4,8 +4,9 @@
 
 - L_kp: the human fit's objective (robust keypoint reprojection with its pose priors, smoothness
   and feet-on-support terms: grail.recon.fit_human.HumanTerms).
-- L_proj: the object's silhouette against the image's object region (grail.recon.object_track),
-  across the camera ray only (`RefineOptions.proj_along_ray`).
+- L_proj: the object's silhouette against the image's object region (grail.recon.object_track).
+  No term moves the object along the camera ray (`RefineOptions.object_along_ray`): its distance
+  from the camera stays the one its start (the grip) gave it.
 - L_depth: consistency with the known environment: the object is not behind the environment's
   rendered depth at its pixel, its lowest points are not below the support under them, and once
   let go it rests on that support, upright as it first stood. The body's keypoints are left out:
@@ -77,12 +78,18 @@ class RefineOptions:
     # costs one. Oracle push_box s0-2: 5.5 -> 2.4 cm.
     proj_scale: float = 0.01
     proj_stride: int = 2           # every other frame of the image term (neighbours move together)
-    # The image term moves the object across the camera ray only. Its depth cue is the outline's
-    # size: 10 cm at 3.5 m is 3 % of a 40 px box, a ring of 0.6 px, which the colours of the
-    # outline's own pixels decide (edge blur, shading, a shirt behind it), not the object's
-    # distance: at the true poses of oracle place_table s3 the energy falls steadily for 30 cm
-    # away from the camera (by 0.1-0.4 object areas a frame). 20 object clips: within noise.
-    proj_along_ray: bool = False
+    # The refinement moves the object across the camera ray only; its distance from the camera
+    # stays its start's (the grip: carried from its known first pose by the fitted wrist). The
+    # image's depth cue is the outline's size: 10 cm at 3.5 m is 3 % of a 40 px box, a ring of
+    # 0.6 px, which the colours of the outline's own pixels decide (edge blur, shading, a shirt
+    # behind it), not the object's distance: at the true poses of oracle place_table s3 the
+    # energy falls steadily for 30 cm away from the camera (by 0.1-0.4 object areas a frame).
+    # The contact term's pull along the ray is no better: it holds the object to palms whose depth
+    # the same fitted arms give, moved by the refinement's own keypoint and keep terms; so the
+    # palms go to the object instead. 20 object clips: object 3.51 -> 3.19 cm (MediaPipe), 3.02 ->
+    # 2.78 (oracle); their MPJPE 41.9 -> 42.1 and 23.6 -> 24.1 mm. Held this way only while the
+    # object moves alone, 5.08 -> 4.87 cm on 11 MediaPipe clips (here 4.62); softly (5 cm), 4.84.
+    object_along_ray: bool = False
     # The object alone first, the human held: the object's start (the grip, from a hand that may be
     # decimetres off) is the weaker evidence, and with both free from the start the contact term
     # dragged the body to it (MediaPipe place_table s4: 48 -> 110 mm). MediaPipe, 13 manipulation
@@ -174,13 +181,12 @@ def project(points: torch.Tensor, camera: PinholeCamera) -> tuple[torch.Tensor, 
     return uv, z
 
 
-def across_ray(points: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
-    """The same points (...,3), their gradient along the camera ray removed: each keeps its
-    distance from the camera as a constant, so only its direction from the camera is optimised."""
+def at_distances(points: torch.Tensor, camera: PinholeCamera, distances: torch.Tensor) -> torch.Tensor:
+    """The points (...,3) moved along their camera rays to the given distances (...) from the
+    camera: the result does not change as a point moves along its ray, so no term moves it there."""
     origin = torch.as_tensor(camera.position)
     offset = points - origin
-    distance = offset.norm(dim=-1, keepdim=True)
-    return origin + offset / distance * distance.detach()
+    return origin + offset / offset.norm(dim=-1, keepdim=True) * distances[..., None]
 
 
 def sample_depth(depth: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
@@ -337,6 +343,15 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
                                scene.mesh)
         targets, mask = torch.as_tensor(tg), torch.as_tensor(mk, dtype=torch.float64)
 
+    if state is not None:
+        distance = torch.as_tensor(np.linalg.norm(object_pos - scene.camera.position, axis=-1))
+
+    def placed() -> ObjectState:
+        """The object's poses being refined, every frame (`ObjectState.at`), at its start's
+        distances from the camera unless `object_along_ray`."""
+        pos = state.pos if options.object_along_ray else at_distances(state.pos, scene.camera, distance)
+        return ObjectState(pos, state.rotvec).at(index, pinned, *first)
+
     with torch.no_grad():
         held_pose = rig.forward(root_t, local_t)  # the human while the object moves alone
         fitted = rig.joints(held_pose[0], KEYPOINTS)[:, BODY_KEYPOINTS]
@@ -345,13 +360,12 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         """The weighted terms; human=False: those that change with the object, the human held."""
         out = {"kp": human_terms(root_t, local_t, slice(None))} if human else {}
         pos, deltas = rig.forward(root_t, local_t) if human else held_pose
-        obj = state.at(index, pinned, *first) if state is not None else None
+        obj = placed() if state is not None else None
         if obj is not None:
             rot = obj.rotation()
             out["depth"] = depth_term(obj.pos, rot, scene, env_depth, options, resting)
             if silhouette_energy is not None:
-                at = obj.pos[frames] if options.proj_along_ray else across_ray(obj.pos[frames], scene.camera)
-                out["proj"] = silhouette_energy(frames, at, obj.rotvec[frames]).sum() \
+                out["proj"] = silhouette_energy(frames, obj.pos[frames], obj.rotvec[frames]).sum() \
                     * options.proj_stride / options.proj_scale
             local = palms_on_object(_palm_points(pos, deltas, wrists, offsets), obj, rot)
             grasp_m = options.grasp_m if human else options.object_grasp_m
@@ -370,13 +384,13 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         minimise([state.pos, state.rotvec], lambda: objective(human=False), options.iterations)
         if options.flip_margin_m is not None:  # again, at the object the image placed
             with torch.no_grad():
-                obj = state.at(index, pinned, *first)
+                obj = placed()
                 _flip_arms(rig, root_t, local_t, contacts, obs, scene, obj.pos.numpy(), obj.rotation().numpy(),
                            palm_offsets, options)
                 p0 = _palm_points(*rig.forward(root_t, local_t), wrists, offsets).numpy()
         if options.regrasp:
             with torch.no_grad():
-                obj = state.at(index, pinned, *first)
+                obj = placed()
                 targets.copy_(torch.as_tensor(grasp_targets(p0, obj.pos.numpy(), obj.rotation().numpy(), contacts,
                                                             scene.mesh)[0]))
     with torch.no_grad():
@@ -390,9 +404,9 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
                 param.copy_(value)
         values = {name: float(getattr(w, name) * v) for name, v in parts().items()}
         values["total_before"], values["total_after"] = before, float(objective())
-        placed = state.at(index, pinned, *first) if state is not None else None
+        final = placed() if state is not None else None
     return RefineResult(root_t.detach().numpy(), local_t.detach().numpy(),
-                        placed.pos.numpy() if placed else None, placed.rotvec.numpy() if placed else None, values)
+                        final.pos.numpy() if final else None, final.rotvec.numpy() if final else None, values)
 
 
 #: Indices into KEYPOINTS of those `keep_term` bounds: the body's, elbows and wrists left free.
