@@ -87,8 +87,8 @@ class RefineOptions:
     # The contact term's pull along the ray is no better: it holds the object to palms whose depth
     # the same fitted arms give, moved by the refinement's own keypoint and keep terms; so the
     # palms go to the object instead. 20 object clips: object 3.51 -> 3.19 cm (MediaPipe), 3.02 ->
-    # 2.78 (oracle); their MPJPE 41.9 -> 42.1 and 23.6 -> 24.1 mm. Held this way only while the
-    # object moves alone, 5.08 -> 4.87 cm on 11 MediaPipe clips (here 4.62); softly (5 cm), 4.84.
+    # 2.78 (oracle); their MPJPE 41.9 -> 42.1 and 23.6 -> 24.1 mm. On 11 MediaPipe clips, 5.08 ->
+    # 4.62 cm; held at its distance only while the object moves alone, 4.87; held softly (5 cm), 4.84.
     object_along_ray: bool = False
     # The object alone first, the human held: the object's start (the grip, from a hand that may be
     # decimetres off) is the weaker evidence, and with both free from the start the contact term
@@ -313,6 +313,7 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     if object_pos is not None:
         state = ObjectState(torch.tensor(object_pos, requires_grad=True), torch.tensor(object_rotvec, requires_grad=True))
         params += [state.pos, state.rotvec]
+        distance = torch.as_tensor(np.linalg.norm(object_pos - scene.camera.position, axis=-1))  # kept (`placed`)
     held = contacts.held.any(axis=1) if contacts.held.size else np.zeros(T, bool)
     # put down: untouched after a hold (the first run is pinned by the scene's pose)
     resting = torch.as_tensor(~held & (np.cumsum(held) > 0), dtype=torch.float64) if options.rest_on_support else None
@@ -342,9 +343,6 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         tg, mk = grasp_targets(p0, object_pos, rotvec_to_matrix(torch.as_tensor(object_rotvec)).numpy(), contacts,
                                scene.mesh)
         targets, mask = torch.as_tensor(tg), torch.as_tensor(mk, dtype=torch.float64)
-
-    if state is not None:
-        distance = torch.as_tensor(np.linalg.norm(object_pos - scene.camera.position, axis=-1))
 
     def placed() -> ObjectState:
         """The object's poses being refined, every frame (`ObjectState.at`), at its start's
