@@ -66,8 +66,12 @@ class RefineOptions:
     # against its image. 20 object clips: object 3.57 -> 3.51 cm and 6.4 -> 4.5 degrees
     # (MediaPipe), 3.09 -> 3.02 cm and 3.7 -> 1.7 degrees (oracle), contact and filter passes
     # alike. At 0.03 in the joint stage too (3.44 and 2.97 cm), hands left the object: contact
-    # 0.003 -> 0.006 m, three filter passes lost to object travel with no hand on it.
-    object_grasp_m: float = 0.03
+    # 0.003 -> 0.006 m, three filter passes lost to object travel with no hand on it. With the
+    # object kept at its distance from the camera (`object_along_ray`), 0.03 -> 0.06: 3.19 -> 3.09
+    # cm (MediaPipe, every template better), 2.78 -> 2.77 (oracle; 2.15 -> 1.94 degrees), MPJPE
+    # within 0.12 mm, one filter pass lost (MediaPipe place_table s4: mask error 0.231 > 0.2).
+    # Before that change, 0.06 cost MediaPipe pickup_ground s0 4.6 mm of MPJPE.
+    object_grasp_m: float = 0.06
     first_m: float = 0.002         # first frame against the scene's object pose
     first_rad: float = 0.01
     accel_m: float = 0.01          # object acceleration, m/frame^2
