@@ -101,26 +101,34 @@ def test_a_let_go_object_stays_where_the_interaction_set_it_down(composed):
     assert np.linalg.norm(rotvec[0] - turn[6]) > 0.01
 
 
-def test_the_object_moving_alone_follows_its_image_further_from_the_fitted_palm(composed):
-    """Held by the right palm from frame 1 and seen 6 cm beside where the grip put it (across the
-    camera ray), the object moving alone is held to the fitted palm loosely (object_grasp_m): it
-    goes most of the way to its image, and at grasp_m it would stay nearer the palm. The body is
-    held stiffly here, and its arms unflipped, so only the object can move."""
+def _held_under_right_palm(composed, T: int):
+    """`_still_body`, with a 10 cm box hanging 6 cm under the right palm, held by it from frame 1:
+    (character, rig, root, local, camera, obs, keypoint term, palm offsets, object positions (T,3),
+    scene terms, contacts)."""
     import trimesh
     from grail.recon.hoi import palms
 
-    T = 10
     character, rig, root0, local0, camera, obs, keypoint_term = _still_body(composed, T)
     offsets = palm_offsets(character, rig)
     pos, deltas = rig_pose(rig, root0, local0)
-    palm = palms(pos, deltas, rig, offsets)[:, 1]
+    obj = palms(pos, deltas, rig, offsets)[:, 1] + [0.0, 0.0, -0.06]
     box = trimesh.creation.box([0.1, 0.1, 0.1])
-    obj = palm + [0.0, 0.0, -0.06]  # hanging under the palm
     scene = SceneTerms(camera, np.full((HEIGHT, WIDTH), np.inf), lambda p: np.full(len(p), -1.0),
                        np.asarray(box.convex_hull.vertices), box, obj[0], np.zeros(3))
     hands = np.zeros((T, 2), bool)
     hands[1:, 1] = True
     contacts = label_contacts(hands, np.zeros((T, 2), bool), np.zeros(T, bool), 1)
+    return character, rig, root0, local0, camera, obs, keypoint_term, offsets, obj, scene, contacts
+
+
+def test_the_object_moving_alone_follows_its_image_further_from_the_fitted_palm(composed):
+    """Held by the right palm from frame 1 and seen 6 cm beside where the grip put it (across the
+    camera ray), the object moving alone is held to the fitted palm loosely (object_grasp_m): it
+    goes most of the way to its image, and at grasp_m it would stay nearer the palm. The body is
+    held stiffly here, and its arms unflipped, so only the object can move."""
+    T = 10
+    held = _held_under_right_palm(composed, T)
+    _, rig, root0, local0, _, obs, keypoint_term, offsets, obj, scene, contacts = held
     seen = torch.as_tensor(obj + [0.06, 0.0, 0.0])  # x is across the ray (the camera looks along +y)
 
     def image(frames: torch.Tensor, at: torch.Tensor, rotvec: torch.Tensor) -> torch.Tensor:
@@ -142,20 +150,8 @@ def test_no_term_moves_the_held_object_along_the_camera_ray(composed):
     camera, the object keeps its distance from the camera (its start's, to a millimetre): the
     palm's depth is no evidence of it. Allowed along the ray (object_along_ray), the contact term
     carries it off with the palm."""
-    import trimesh
-    from grail.recon.hoi import palms
-
     T = 10
-    character, rig, root0, local0, camera, obs, _ = _still_body(composed, T)
-    offsets = palm_offsets(character, rig)
-    pos, deltas = rig_pose(rig, root0, local0)
-    obj = palms(pos, deltas, rig, offsets)[:, 1] + [0.0, 0.0, -0.06]  # hanging under the right palm
-    box = trimesh.creation.box([0.1, 0.1, 0.1])
-    scene = SceneTerms(camera, np.full((HEIGHT, WIDTH), np.inf), lambda p: np.full(len(p), -1.0),
-                       np.asarray(box.convex_hull.vertices), box, obj[0], np.zeros(3))
-    hands = np.zeros((T, 2), bool)
-    hands[1:, 1] = True
-    contacts = label_contacts(hands, np.zeros((T, 2), bool), np.zeros(T, bool), 1)
+    _, rig, root0, local0, camera, obs, _, offsets, obj, scene, contacts = _held_under_right_palm(composed, T)
     target = torch.as_tensor(root0 + [0.0, 0.04, 0.0]), torch.as_tensor(local0)  # the camera looks along +y
 
     def keypoint_term(root: torch.Tensor, local: torch.Tensor, frames: slice) -> torch.Tensor:
