@@ -354,7 +354,7 @@ def test_a_let_go_object_rests_upright_on_its_support():
 
 
 def test_keypoints_may_move_a_little_from_the_fit_and_no_further():
-    """Inside the bound the human is free (zero cost, zero gradient, finite at rest); beyond, each
+    """Inside the bound (none by default) the human is free (zero cost, zero gradient, finite at rest); beyond, each
     centimetre costs as a centimetre of grip, so a misplaced object cannot drag the body off. The
     elbows and wrists are free, to reach an object the fit left the hands short of."""
     import torch
@@ -362,7 +362,7 @@ def test_keypoints_may_move_a_little_from_the_fit_and_no_further():
     from grail.recon.keypoints import KEYPOINTS
     from grail.recon.refine import BODY_KEYPOINTS, RefineOptions, keep_term
 
-    options = RefineOptions()
+    options = RefineOptions(keep_m=0.05)  # a hinge: free within 5 cm
     rest = torch.zeros((2, len(KEYPOINTS), 3), dtype=torch.float64)
     fitted = rest[:, BODY_KEYPOINTS]
     joints = rest.clone().requires_grad_(True)
@@ -378,3 +378,8 @@ def test_keypoints_may_move_a_little_from_the_fit_and_no_further():
     assert moved("left_hip", 0.5) == pytest.approx(((0.5 - options.keep_m) / options.keep_scale_m) ** 2, rel=1e-6)
     assert moved("right_shoulder", 0.5) == pytest.approx(moved("left_hip", 0.5))
     assert moved("right_wrist", 0.5) == 0.0 and moved("left_elbow", 0.5) == 0.0
+    # the default has no free range: a centimetre from the fit costs one
+    pose = rest.clone()
+    pose[1, KEYPOINTS.index("left_hip")] = torch.tensor([0.0, 0.01, 0.0])
+    default = RefineOptions()
+    assert float(keep_term(pose, fitted, default)) == pytest.approx((0.01 / default.keep_scale_m) ** 2, rel=1e-4)

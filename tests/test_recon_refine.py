@@ -147,9 +147,9 @@ def test_the_object_moving_alone_follows_its_image_further_from_the_fitted_palm(
 
 def test_no_term_moves_the_held_object_along_the_camera_ray(composed):
     """Held by the right palm from frame 1 while the keypoints pull the body 4 cm further from the
-    camera, the object keeps its distance from the camera (its start's, to a millimetre): the
-    palm's depth is no evidence of it. Allowed along the ray (object_along_ray), the contact term
-    carries it off with the palm."""
+    camera (unbound by the fit: keep_m None), the object keeps its distance from the camera (its
+    start's, to a millimetre): the palm's depth is no evidence of it. Allowed along the ray
+    (object_along_ray), the contact term carries it off with the palm."""
     T = 10
     _, rig, root0, local0, camera, obs, _, offsets, obj, scene, contacts = _held_under_right_palm(composed, T)
     target = torch.as_tensor(root0 + [0.0, 0.04, 0.0]), torch.as_tensor(local0)  # the camera looks along +y
@@ -159,7 +159,7 @@ def test_no_term_moves_the_held_object_along_the_camera_ray(composed):
 
     def moved_along_ray(**kw) -> float:
         result = refine(keypoint_term, rig, obs, root0, local0, offsets, contacts,
-                        RefineOptions(flip_margin_m=None, **kw), scene, None, obj, np.zeros((T, 3)))
+                        RefineOptions(flip_margin_m=None, keep_m=None, **kw), scene, None, obj, np.zeros((T, 3)))
         before, after = (np.linalg.norm(p[1:] - camera.position, axis=-1) for p in (obj, result.object_pos))
         return float(np.abs(after - before).max())
 

@@ -119,7 +119,14 @@ class RefineOptions:
     # pulled a well-fitted body to an object the image had left 40 cm off (MediaPipe place_table
     # s4: held frames 46 -> 111 mm). None: no bound. MediaPipe, six clips: 65.4 -> 58.3 mm; with
     # the arms bound at 15 cm too, 57.2 but hands 1-2 cm short of the object (two filter passes lost).
-    keep_m: float | None = 0.05
+    # Since the object keeps its distance from the camera (`object_along_ray`), the body goes to the
+    # object, and within a 5 cm hinge it went: the body's joints (arms aside) in the held frames of
+    # oracle push_box and place_table, s0-4, went 20.2 -> 25.0 mm from the fit to the refinement.
+    # At 0 (a plain quadratic about the fit, keep_scale_m a centimetre): 20.2 -> 20.5. 20 object
+    # clips: MPJPE 24.2 -> 22.7 mm (oracle), 42.2 -> 41.7 (MediaPipe); object 2.77 -> 2.80 cm and
+    # 3.09 -> 3.16 (the palms, which stay nearer the fit, pull it across the ray). At 0.02: 23.4
+    # and 41.9 mm, 2.77 and 3.14 cm.
+    keep_m: float | None = 0.0
     keep_scale_m: float = 0.01
     # A holding arm is turned onto the depth flip (`arm_flip`) whose palm is nearest to touching
     # the object, when nearer by this margin, at the grip's object and again once the object has
