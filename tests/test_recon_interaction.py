@@ -354,9 +354,9 @@ def test_a_let_go_object_rests_upright_on_its_support():
 
 
 def test_keypoints_may_move_a_little_from_the_fit_and_no_further():
-    """Inside the bound (none by default) the human is free (zero cost, zero gradient, finite at rest); beyond, each
-    centimetre costs as a centimetre of grip, so a misplaced object cannot drag the body off. The
-    elbows and wrists are free, to reach an object the fit left the hands short of."""
+    """Inside the bound (none by default) the human is free (zero cost, zero gradient, finite at
+    rest); beyond, each centimetre costs as a centimetre of grip, so a misplaced object cannot drag
+    the body off. The elbows and wrists are free, to reach an object the fit left the hands short of."""
     import torch
 
     from grail.recon.keypoints import KEYPOINTS
