@@ -138,18 +138,46 @@ def test_the_object_moving_alone_follows_its_image_further_from_the_fitted_palm(
 
     def refined(**kw) -> tuple[float, float]:
         result = refine(lambda *a: 1e4 * keypoint_term(*a), rig, obs, root0, local0, offsets, contacts,
-                        RefineOptions(flip_margin_m=None, **kw), scene, image, obj, np.zeros((T, 3)))
+                        RefineOptions(flip_margin_m=None, carry_m=None, carry_rad=None, **kw), scene, image, obj,
+                        np.zeros((T, 3)))
         return float(np.mean(result.object_pos[3:, 0] - obj[3:, 0]))
 
     loose, tight = refined(), refined(object_grasp_m=RefineOptions().grasp_m)
     assert loose > 0.035 and tight < 0.03, (loose, tight)
 
 
+def test_the_held_object_stays_near_where_the_grip_carries_it_against_its_image(composed):
+    """Seen 6 cm beside its start (the grip, across the camera ray) and turned 0.3 rad about the
+    vertical, the held object stays within about carry_m and carry_rad of its start: the grip's
+    image is the wrists', the object's own is hidden by the hands. Without the carry term
+    (carry_m, carry_rad None) it goes most of the way to its image."""
+    T = 10
+    held = _held_under_right_palm(composed, T)
+    _, rig, root0, local0, _, obs, keypoint_term, offsets, obj, scene, contacts = held
+    seen = torch.as_tensor(obj + [0.06, 0.0, 0.0])  # x is across the ray (the camera looks along +y)
+    turned = torch.tensor([0.0, 0.0, 0.3], dtype=torch.float64)
+
+    def image(frames: torch.Tensor, at: torch.Tensor, rotvec: torch.Tensor) -> torch.Tensor:
+        return (((at - seen[frames]) ** 2).sum(-1) / 0.02 ** 2 + ((rotvec - turned) ** 2).sum(-1) / 0.2 ** 2) \
+            * RefineOptions().proj_scale
+
+    def moved(**kw) -> tuple[float, float]:
+        result = refine(lambda *a: 1e4 * keypoint_term(*a), rig, obs, root0, local0, offsets, contacts,
+                        RefineOptions(flip_margin_m=None, **kw), scene, image, obj, np.zeros((T, 3)))
+        return float(np.mean(result.object_pos[1:, 0] - obj[1:, 0])), float(np.mean(result.object_rotvec[1:, 2]))
+
+    shift, turn = moved()
+    assert shift < 0.015 and turn < 0.05, (shift, turn)
+    shift, turn = moved(carry_m=None, carry_rad=None)
+    assert shift > 0.035 and turn > 0.2, (shift, turn)
+
+
 def test_no_term_moves_the_held_object_along_the_camera_ray(composed):
     """Held by the right palm from frame 1 while the keypoints pull the body 4 cm further from the
     camera (unbound by the fit: keep_m None), the object keeps its distance from the camera (its
     start's, to a millimetre): the palm's depth is no evidence of it. Allowed along the ray
-    (object_along_ray), the contact term carries it off with the palm."""
+    (object_along_ray) and not held to its start (carry_m None), the contact term carries it off
+    with the palm."""
     T = 10
     _, rig, root0, local0, camera, obs, _, offsets, obj, scene, contacts = _held_under_right_palm(composed, T)
     target = torch.as_tensor(root0 + [0.0, 0.04, 0.0]), torch.as_tensor(local0)  # the camera looks along +y
@@ -159,7 +187,8 @@ def test_no_term_moves_the_held_object_along_the_camera_ray(composed):
 
     def moved_along_ray(**kw) -> float:
         result = refine(keypoint_term, rig, obs, root0, local0, offsets, contacts,
-                        RefineOptions(flip_margin_m=None, keep_m=None, **kw), scene, None, obj, np.zeros((T, 3)))
+                        RefineOptions(flip_margin_m=None, keep_m=None, carry_m=None, **kw), scene, None, obj,
+                        np.zeros((T, 3)))
         before, after = (np.linalg.norm(p[1:] - camera.position, axis=-1) for p in (obj, result.object_pos))
         return float(np.abs(after - before).max())
 

@@ -17,8 +17,9 @@
 - L_cont: contacts from grail.recon.contacts: a touching palm keeps its place on the object over
   each contact interval (the grasp is rigid; held loosely while the object moves alone, since the
   fitted palm is the weaker evidence there), taken from the start and again once the object has
-  been refined alone, and the first frame holds the scene's object pose (untouched from the
-  first frame, it is that pose exactly). An untouched object stays still by construction: each run of untouched frames shares one pose (`still_runs`), so
+  been refined alone; held, the object stays near where the grip carries it and as it turns it
+  (`RefineOptions.carry_m`); and the first frame holds the scene's object pose (untouched from
+  the first frame, it is that pose exactly). An untouched object stays still by construction: each run of untouched frames shares one pose (`still_runs`), so
   no term can drag it; let go, that pose is where the interaction set it down (`RefineOptions.pin_rest`).
 - L_reg: object acceleration and angular acceleration.
 
@@ -128,6 +129,19 @@ class RefineOptions:
     # and 41.9 mm, 2.77 and 3.14 cm.
     keep_m: float | None = 0.0
     keep_scale_m: float = 0.01
+    # Held, the object stays within about carry_m and carry_rad of where the grip carries it and
+    # how it turns it (its start): the grip's image is the wrists', right to a few pixels, while the
+    # object's own, under the real hands and the fitted ones left out, drew it off across the ray
+    # (oracle place_table, held frames, across the ray: grip 2.7 cm, refined 4.1; push_box 0.9 and
+    # 2.0), and the palms, hung on the hands' unobserved twist, pulled it further (push_box without
+    # the image: 5.4). 20 object clips: object 3.16 -> 3.11 cm and 4.1 -> 3.2 degrees (MediaPipe),
+    # 2.80 -> 2.66 cm and 1.95 -> 1.48 degrees (oracle); filter passes 15 -> 16 and 14 -> 16; MPJPE
+    # within 0.05 mm; contact 0.0037 -> 0.0043 m (oracle). Position alone (None here): rotation
+    # 4.1 -> 5.2 degrees, the image turned what it could no longer move. Looser, oracle place_table
+    # and push_box: 5.00 and 1.15 cm at 0.02 m, 5.15 and 1.20 at 0.05, 4.85 and 1.09 at 0.01.
+    # None: off.
+    carry_m: float | None = 0.01
+    carry_rad: float | None = 0.05
     # A holding arm is turned onto the depth flip (`arm_flip`) whose palm is nearest to touching
     # the object, when nearer by this margin, at the grip's object and again once the object has
     # moved alone: the keypoints cannot tell the flips apart and the fit keeps the one its start
@@ -266,6 +280,19 @@ def contact_term(local: torch.Tensor, state: ObjectState, targets: torch.Tensor,
     return cost
 
 
+def carry_term(pos: torch.Tensor, rot: torch.Tensor, start_pos: torch.Tensor, start_rot: torch.Tensor,
+               held: torch.Tensor, options: RefineOptions) -> torch.Tensor:
+    """The held frames' (`held` (T,), 0/1) object poses (T,3), (T,3,3) off their start's (the
+    grip's), squared in carry_m and carry_rad (the Frobenius distance of two rotations is about
+    sqrt(2) times their angle)."""
+    cost = torch.zeros((), dtype=torch.float64)
+    if options.carry_m is not None:
+        cost = cost + (((pos - start_pos) ** 2).sum(-1) * held).sum() / options.carry_m ** 2
+    if options.carry_rad is not None:
+        cost = cost + (((rot - start_rot) ** 2).sum((-2, -1)) * held).sum() / (2 * options.carry_rad ** 2)
+    return cost
+
+
 def proj_frames(contacts: ContactLabels, T: int, stride: int) -> np.ndarray:
     """Frames whose image term counts: from just before the first touch on (the untouched object
     before it is pinned by its known first pose and the stillness term), every `stride`-th."""
@@ -354,6 +381,8 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
         tg, mk = grasp_targets(p0, object_pos, rotvec_to_matrix(torch.as_tensor(object_rotvec)).numpy(), contacts,
                                scene.mesh)
         targets, mask = torch.as_tensor(tg), torch.as_tensor(mk, dtype=torch.float64)
+        grip = (torch.as_tensor(object_pos), rotvec_to_matrix(torch.as_tensor(object_rotvec)))  # `carry_term`
+        held_frames = torch.as_tensor(held, dtype=torch.float64)
 
     def placed() -> ObjectState:
         """The object's poses being refined, every frame (`ObjectState.at`), at its start's
@@ -378,7 +407,8 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
                     * options.proj_stride / options.proj_scale
             local = palms_on_object(_palm_points(pos, deltas, wrists, offsets), obj, rot)
             grasp_m = options.grasp_m if human else options.object_grasp_m
-            out["cont"] = contact_term(local, obj, targets, mask, scene, options, grasp_m)
+            out["cont"] = contact_term(local, obj, targets, mask, scene, options, grasp_m) \
+                + carry_term(obj.pos, rot, *grip, held_frames, options)
             out["reg"] = regulariser(obj, options, palm_clearance(local, planes))
             if human and options.keep_m is not None:
                 out["reg"] = out["reg"] + keep_term(rig.joints(pos, KEYPOINTS), fitted, options)
