@@ -136,10 +136,11 @@ class RefineOptions:
     # 2.0), and the palms, hung on the hands' unobserved twist, pulled it further (push_box without
     # the image: 5.4). 20 object clips: object 3.16 -> 3.11 cm and 4.1 -> 3.2 degrees (MediaPipe),
     # 2.80 -> 2.66 cm and 1.95 -> 1.48 degrees (oracle); filter passes 15 -> 16 and 14 -> 16; MPJPE
-    # within 0.05 mm; contact 0.0037 -> 0.0043 m (oracle). Position alone (None here): rotation
-    # 4.1 -> 5.2 degrees, the image turned what it could no longer move. Looser, oracle place_table
-    # and push_box: 5.00 and 1.15 cm at 0.02 m, 5.15 and 1.20 at 0.05, 4.85 and 1.09 at 0.01.
-    # None: off.
+    # within 0.05 mm; contact 0.0037 -> 0.0043 m (oracle). Position alone (carry_rad None):
+    # rotation 4.1 -> 5.2 degrees, the image turned what it could no longer move. Looser, oracle
+    # place_table and push_box: 5.00 and 1.15 cm at 0.02 m, 5.15 and 1.20 at 0.05, 4.85 and 1.09
+    # at 0.01. Tighter (0.005): 3.11 -> 3.18 cm (MediaPipe, 20 object clips), 2.64 -> 2.78 (oracle,
+    # the first 7). None: off.
     carry_m: float | None = 0.01
     carry_rad: float | None = 0.05
     # A holding arm is turned onto the depth flip (`arm_flip`) whose palm is nearest to touching
