@@ -1,5 +1,7 @@
-"""The joint refinement's environment term (grail.recon.refine): a body whose keypoints lie behind
-the scene's rendered depth stays where the keypoints put it."""
+"""The joint refinement (grail.recon.refine) on small hand-made scenes: a body behind the scene's
+rendered depth stays where its keypoints put it; the object is refined across the camera ray only;
+let go, it stays where the interaction set it down; moving alone it follows its image, and held it
+stays near where the grip carries it."""
 
 from __future__ import annotations
 
