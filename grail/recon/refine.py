@@ -374,16 +374,15 @@ def refine(human_terms: Callable[[torch.Tensor, torch.Tensor, slice], torch.Tens
     targets = mask = None
     planes = torch.as_tensor(hull_planes(scene.mesh)) if scene.mesh is not None else None
     if state is not None:
+        grip = (torch.as_tensor(object_pos), rotvec_to_matrix(torch.as_tensor(object_rotvec)))  # the start's poses
         with torch.no_grad():
             if options.flip_margin_m is not None:  # at the object's start (the grip)
-                _flip_arms(rig, root_t, local_t, contacts, obs, scene, object_pos,
-                           rotvec_to_matrix(torch.as_tensor(object_rotvec)).numpy(), palm_offsets, options)
+                _flip_arms(rig, root_t, local_t, contacts, obs, scene, object_pos, grip[1].numpy(), palm_offsets,
+                           options)
             p0 = _palm_points(*rig.forward(root_t, local_t), wrists, offsets).numpy()
-        tg, mk = grasp_targets(p0, object_pos, rotvec_to_matrix(torch.as_tensor(object_rotvec)).numpy(), contacts,
-                               scene.mesh)
+        tg, mk = grasp_targets(p0, object_pos, grip[1].numpy(), contacts, scene.mesh)
         targets, mask = torch.as_tensor(tg), torch.as_tensor(mk, dtype=torch.float64)
-        grip = (torch.as_tensor(object_pos), rotvec_to_matrix(torch.as_tensor(object_rotvec)))  # `carry_term`
-        held_frames = torch.as_tensor(held, dtype=torch.float64)
+        held_frames = torch.as_tensor(held, dtype=torch.float64)  # `carry_term`
 
     def placed() -> ObjectState:
         """The object's poses being refined, every frame (`ObjectState.at`), at its start's
