@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from grail.recon.arm_flip import SIDES, arm_configurations, reaim_arm
-from grail.recon.body import TorchRig, hinge_axes
+from grail.recon.arm_flip import SIDES
+from grail.recon.body import TorchRig
 from grail.recon.held_arms import HeldArmOptions, held_arm_flips, shortest_path
 from grail.recon.hoi import palm_offsets, rig_pose
 from grail.recon.stage import _load_scene
@@ -17,6 +17,8 @@ from grail.scene.camera import PinholeCamera
 from grail.video.procedural import synthesize
 from grail.video.render import scaled_camera
 from scipy.spatial.transform import Rotation
+
+from _arm_helpers import wrist_flipped
 
 
 @pytest.fixture(scope="module")
@@ -37,26 +39,6 @@ def hold(composed):
             slice(held[0], held[-1] + 1), scene, reach)
 
 
-def _wrist_flipped(rig, root, local, eye, frames, side):
-    """The pose with one arm's wrist turned onto its other ray meeting (the elbow kept) over
-    `frames`, where that meeting exists: a depth flip the fit can keep through a hold (the two
-    meetings join where the ray grazes the forearm's reach, so the arm moves on continuously)."""
-    pos, deltas = rig_pose(rig, root, local)
-    b = [rig.joint_bones[f"{side}_{name}"] for name in ("shoulder", "elbow", "wrist")]
-    S, E, W = (pos[frames, k] for k in b)
-    elbows, wrists, exists = arm_configurations(eye, S, E, W)
-    truth = (np.linalg.norm(elbows - E, axis=-1) + np.linalg.norm(wrists - W, axis=-1)).argmin(axis=0)
-    other = truth ^ 1  # the same elbow, the other wrist
-    n = np.arange(len(S))
-    rows = np.flatnonzero(exists[other, n])
-    hinged, axes = hinge_axes(rig)
-    turned = reaim_arm(rig, deltas[frames][rows], local[frames][rows], tuple(b), axes.numpy()[hinged.index(b[1])],
-                       S[rows], E[rows], elbows[other[rows], rows], wrists[other[rows], rows])
-    out = local.copy()
-    out[frames[rows], b[0]], out[frames[rows], b[1]] = turned[:, 0], turned[:, 1]
-    return out, frames[rows]
-
-
 def _wrist(rig, root, local, side):
     return rig_pose(rig, root, local)[0][:, rig.joint_bones[f"{side}_wrist"]]
 
@@ -71,7 +53,7 @@ def _settle(hold, local, hands=(True, True)):
 def test_an_arm_grasping_on_a_flip_and_holding_on_it_is_turned_back_onto_the_truth(hold, hands):
     rig, root, local, eye, span, _, _ = hold
     frames = np.arange(len(root))[span]
-    flipped, moved = _wrist_flipped(rig, root, local, eye, np.arange(span.start - 10, span.stop), "right")
+    flipped, moved = wrist_flipped(rig, root, local, eye, np.arange(span.start - 10, span.stop), "right")
     off = np.linalg.norm(_wrist(rig, root, flipped, "right") - _wrist(rig, root, local, "right"), axis=-1)
     assert off[span.start] > 0.1 and (off[frames] > 0.05).all()  # grasped and held 5-40 cm off
     settled, changed = _settle(hold, flipped, hands)

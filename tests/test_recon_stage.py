@@ -307,3 +307,38 @@ def test_object_error_is_split_by_the_truths_hold(rendered):
     assert ev["object_held_pos_cm"] == pytest.approx(10.0, abs=1e-9)
     assert ev["object_free_pos_cm"] == pytest.approx(0.0, abs=1e-9)
     assert ev["object_pos_cm"] == pytest.approx(10.0 * held.mean(), abs=1e-9)
+
+
+
+def test_holding_arms_are_chosen_again_from_a_grip_that_grasps_before_them(rendered):
+    """The right arm grasps and holds on its depth flip (the truth's elbow, the other wrist: 27 cm
+    off through the hold) and the first grip is found 8 frames late. The arms chosen from it begin
+    4 frames before that; the grip made again with them grasps at the truth's grasp, before them,
+    on the flipped wrist. With one round, both are left as they were; with two, the arms are
+    chosen again from that grasp and come back onto the truth."""
+    from dataclasses import replace
+
+    from grail.recon.held_arms import HeldArmOptions
+    from grail.recon.stage import _held_arms, _load_scene, _object_start
+
+    from _arm_helpers import wrist_flipped
+
+    gt = GroundTruth.load(rendered / "video" / "gt.npz")
+    scene, video = _load_scene(rendered), load_video(rendered)
+    local, held = _local_rotvecs(gt), np.flatnonzero(gt.object_held[:, 0])
+    flipped, _ = wrist_flipped(scene.rig, gt.root_pos, local, video.camera.T_world_cam[:3, 3],
+                               np.arange(held[0] - 10, held[-1] + 1), "right")
+    offsets = palm_offsets(rendered / "scene" / "character.npz", scene.rig)
+    start = _object_start(scene, video, gt.root_pos, flipped, offsets, ReconOptions())
+    late = replace(start, grip=replace(start.grip, grasp=int(held[0]) + 8))
+
+    def right_wrist(arms: np.ndarray) -> np.ndarray:
+        return rig_pose(scene.rig, gt.root_pos, arms)[0][held, scene.rig.joint_bones["right_wrist"]]
+
+    assert np.linalg.norm(right_wrist(flipped) - right_wrist(local), axis=-1).mean() > 0.2
+    once = replace(ReconOptions(), held_arms=HeldArmOptions(rounds=1))
+    arms, grip = _held_arms(scene, video, gt.root_pos, flipped, offsets, late, once)
+    assert arms is flipped and grip is late
+    arms, grip = _held_arms(scene, video, gt.root_pos, flipped, offsets, late, ReconOptions())
+    assert np.linalg.norm(right_wrist(arms) - right_wrist(local), axis=-1).mean() < 0.02
+    assert abs(grip.grip.grasp - held[0]) <= 2

@@ -32,7 +32,7 @@ from grail.recon.contacts import (ContactLabels, ContactOptions, foot_contacts, 
                                   palm_surface_gap, seated)
 from grail.recon.environment import environment_depth
 from grail.recon.fit_human import FitOptions, fit_human
-from grail.recon.held_arms import HeldArmOptions, held_arm_flips
+from grail.recon.held_arms import HeldArmOptions, agreed_hold, held_arm_flips
 from grail.recon.interaction import (ColourEvidence, GripTrack, InteractionOptions, body_mask, departure_frame,
                                     grip_track, hand_mask, torso_heading)
 from grail.recon.hoi import build_hoi, palm_offsets, palms, rig_pose, save_hoi
@@ -252,19 +252,22 @@ def _held_arms(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.nda
     """The fitted local rotations with the holding arms on the depth flips `held_arm_flips` chose
     through the grip's hold, and the object's start with the grip made again by those arms (the
     grip carries the object by the wrists). Where that grip grasps before the chosen arms begin,
-    it would carry the object from an unchosen wrist: both are left as they were."""
-    grip = obj.grip
-    flipped, changed = held_arm_flips(scene.rig, root, local, video.camera.T_world_cam[:3, 3], grip.grasp,
-                                      grip.release, grip.hands, scene.object_model.mesh, scene.pos0,
-                                      matrices_from_quats(scene.quat0), np.linalg.norm(offsets, axis=-1),
-                                      options.held_arms)
-    if not changed.any():
-        return local, obj
-    again = _object_start(scene, video, root, flipped, offsets, options, reuse=obj)
-    if again.grip.grasp is None or again.grip.grasp < grip.grasp - options.held_arms.lead_frames:
+    they are chosen again from its grasp (`agreed_hold`); where no choice agrees, both are left
+    as they were."""
+
+    def choose(start: _ObjectStart) -> tuple[np.ndarray, np.ndarray]:
+        grip = start.grip
+        return held_arm_flips(scene.rig, root, local, video.camera.T_world_cam[:3, 3], grip.grasp, grip.release,
+                              grip.hands, scene.object_model.mesh, scene.pos0, matrices_from_quats(scene.quat0),
+                              np.linalg.norm(offsets, axis=-1), options.held_arms)
+
+    agreed = agreed_hold(obj, lambda start: start.grip.grasp, choose,
+                         lambda arms: _object_start(scene, video, root, arms, offsets, options, reuse=obj),
+                         options.held_arms)
+    if agreed is None:
         obj.energy.set_ignore(obj.ignore)  # the image term is shared: as it was
         return local, obj
-    return flipped, again
+    return agreed
 
 
 def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.ndarray, offsets: np.ndarray,
