@@ -27,6 +27,7 @@ from grail.video.generate import GenerateOptions, generate_sequence
 from grail.video.gt import GroundTruth
 from scipy.spatial.transform import Rotation
 
+from _arm_helpers import wrist_flipped
 from _video_helpers import copy_sequence, run_cli
 
 SIZE = (320, 180)
@@ -309,19 +310,16 @@ def test_object_error_is_split_by_the_truths_hold(rendered):
     assert ev["object_pos_cm"] == pytest.approx(10.0 * held.mean(), abs=1e-9)
 
 
-
 def test_holding_arms_are_chosen_again_from_a_grip_that_grasps_before_them(rendered):
     """The right arm grasps and holds on its depth flip (the truth's elbow, the other wrist: 27 cm
     off through the hold) and the first grip is found 8 frames late. The arms chosen from it begin
-    4 frames before that; the grip made again with them grasps at the truth's grasp, before them,
-    on the flipped wrist. With one round, both are left as they were; with two, the arms are
+    4 frames before that; the grip made again with them grasps near the truth's grasp, before
+    them, on the flipped wrist. With one round, both are left as they were; with two, the arms are
     chosen again from that grasp and come back onto the truth."""
     from dataclasses import replace
 
     from grail.recon.held_arms import HeldArmOptions
     from grail.recon.stage import _held_arms, _load_scene, _object_start
-
-    from _arm_helpers import wrist_flipped
 
     gt = GroundTruth.load(rendered / "video" / "gt.npz")
     scene, video = _load_scene(rendered), load_video(rendered)
