@@ -239,25 +239,43 @@ def test_body_is_left_out_only_where_it_is_in_front_of_the_object():
     assert mask[0, knee[1], knee[0]]
 
 
-def test_grasp_is_moved_to_where_the_image_sees_the_object_leave():
-    """The fitted palm reaches the box's side 6 frames before it lifts and slides 10 cm along it:
-    taken at first touch the box rides along with that slide; the image says it stayed put."""
+def _tracked_on_an_exact_image(palms: np.ndarray, wrists: np.ndarray, options: InteractionOptions):
+    """`grip_track` of `_truth()`'s box, seen at 320x240 through an exact colour posterior (0.9 on
+    its silhouette, 0.1 off it), with the fitted palms and wrists (T,2,3) given."""
     camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
     box = trimesh.creation.box([0.3, 0.3, 0.3])
     model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
     quat0 = np.array([1.0, 0.0, 0.0, 0.0])
-    obj, palms = _truth()
-    palms[GRASP - 6:GRASP, 1] = palms[GRASP, 1] + np.linspace(0.1, 0.0, 6)[:, None] * [0.0, -1.0, 0.0]
+    obj, _ = _truth()
     masks = [silhouette(camera, model, obj[t], quat0) for t in range(T)]
     evidence = ColourEvidence(lambda t: np.where(masks[t], 0.9, 0.1), T, None)
     hull = np.asarray(model.mesh.convex_hull.vertices)
+    return grip_track(model, hull, obj[0], quat0, palms, wrists, np.zeros(T), camera, evidence,
+                      lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options)
 
-    def track(options: InteractionOptions):
-        return grip_track(model, hull, obj[0], quat0, palms, palms, np.zeros(T), camera, evidence,
-                          lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options)
 
-    assert track(InteractionOptions(image_grasp=False)).grasp == GRASP - 6
-    taken = track(InteractionOptions(image_grasp=True))
+def test_grasp_is_moved_to_where_the_image_sees_the_object_leave():
+    """The fitted palm reaches the box's side 6 frames before it lifts and slides 10 cm along it:
+    taken at first touch the box rides along with that slide; the image says it stayed put."""
+    obj, palms = _truth()
+    palms[GRASP - 6:GRASP, 1] = palms[GRASP, 1] + np.linspace(0.1, 0.0, 6)[:, None] * [0.0, -1.0, 0.0]
+    assert _tracked_on_an_exact_image(palms, palms, InteractionOptions(image_grasp=False)).grasp == GRASP - 6
+    taken = _tracked_on_an_exact_image(palms, palms, InteractionOptions(image_grasp=True))
+    assert abs(taken.grasp - GRASP) <= 1
+    np.testing.assert_allclose(taken.pos[LIFTED], obj[LIFTED], atol=0.02)
+
+
+def test_a_grasp_best_at_the_earliest_candidate_is_sought_further_back():
+    """The fitted palm stays 10 cm off the box's side until 8 frames after the true grasp (a hand
+    fitted off in depth), so the hands find the grasp once the box has lifted; the wrists carry
+    it right. The image's window starts 4 frames before the hands' grasp, where its best is the
+    earliest candidate: the search goes on earlier, to the true grasp."""
+    obj, palms = _truth()
+    fitted = palms.copy()
+    fitted[:GRASP + 8, 1] += [0.1, 0.0, 0.0]
+    window_only = InteractionOptions(grasp_reach_back=InteractionOptions().grasp_before)
+    assert _tracked_on_an_exact_image(fitted, palms, window_only).grasp == GRASP + 4  # the box 10 cm up
+    taken = _tracked_on_an_exact_image(fitted, palms, InteractionOptions())
     assert abs(taken.grasp - GRASP) <= 1
     np.testing.assert_allclose(taken.pos[LIFTED], obj[LIFTED], atol=0.02)
 
