@@ -18,6 +18,10 @@ from grail.video.geometry import UNDER_MARGIN_M
 TABLE_TOP = 0.75
 HALF = 0.15  # the box is 0.3 m a side, its origin at its centre
 GRASP, LIFTED, MOVED, PLACED, T = 12, 20, 32, 40, 56
+_box = trimesh.creation.box([0.3, 0.3, 0.3])
+BOX = ObjectModel("box", np.asarray(_box.vertices), np.asarray(_box.faces))
+HULL = np.asarray(BOX.mesh.convex_hull.vertices)
+QUAT0 = np.array([1.0, 0.0, 0.0, 0.0])
 
 
 def test_grasp_is_where_the_palm_settles_after_it_first_touches():
@@ -59,25 +63,31 @@ def _truth() -> tuple[np.ndarray, np.ndarray]:
     return obj, np.stack([left, right], axis=1)
 
 
+def _tracked_on_an_exact_image(palms: np.ndarray, wrists: np.ndarray, options: InteractionOptions | None = None,
+                               heading: np.ndarray | None = None):
+    """`grip_track` of `_truth()`'s box on its table, seen at 320x240 through an exact colour
+    posterior (0.9 on its silhouette, 0.1 off it), with the fitted palms and wrists (T,2,3) and
+    the torso's heading (T,) given (none: it does not turn)."""
+    camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
+    obj, _ = _truth()
+    masks = [silhouette(camera, BOX, obj[t], QUAT0) for t in range(T)]
+    evidence = ColourEvidence(lambda t: np.where(masks[t], 0.9, 0.1), T, None)
+    return grip_track(BOX, HULL, obj[0], QUAT0, palms, wrists, np.zeros(T) if heading is None else heading, camera,
+                      evidence, _table, options or InteractionOptions())
+
+
+def _table(points: np.ndarray) -> np.ndarray:
+    """The table top under points (N,3) within 0.6 m of x = 0, the floor elsewhere."""
+    return np.where(np.abs(points[:, 0]) < 0.6, TABLE_TOP, 0.0)
+
+
 def test_pick_and_place_is_taken_carried_and_set_down_on_the_table():
     """The fitted right palm sits 5 cm high from the lift on (a depth error turned into height):
     the box is still let go where the image says, and set down on the table, not in the air."""
-    camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
-    model = ObjectModel("box", *(np.asarray(a) for a in (trimesh.creation.box([0.3, 0.3, 0.3]).vertices,
-                                                        trimesh.creation.box([0.3, 0.3, 0.3]).faces)))
-    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
     obj, palms = _truth()
     fitted = palms.copy()
     fitted[:, 1, 2] += 0.05 * np.clip((np.arange(T) - GRASP) / (LIFTED - GRASP), 0, 1)
-    masks = [silhouette(camera, model, obj[t], quat0) for t in range(T)]
-    evidence = ColourEvidence(lambda t: np.where(masks[t], 0.9, 0.1), T, None)
-
-    def table(points: np.ndarray) -> np.ndarray:
-        return np.where(np.abs(points[:, 0]) < 0.6, TABLE_TOP, 0.0)
-
-    hull = np.asarray(model.mesh.convex_hull.vertices)
-    track = grip_track(model, hull, obj[0], quat0, fitted, fitted, np.zeros(T), camera, evidence, table,
-                       InteractionOptions())
+    track = _tracked_on_an_exact_image(fitted, fitted)
     assert track.hands == (False, True)
     assert abs(track.grasp - GRASP) <= 2
     assert track.release is not None and abs(track.release - PLACED) <= 3
@@ -86,7 +96,7 @@ def test_pick_and_place_is_taken_carried_and_set_down_on_the_table():
     np.testing.assert_allclose(track.pos[:GRASP - 2], obj[:GRASP - 2], atol=1e-9)  # at rest until taken
     np.testing.assert_allclose(track.pos[-1], obj[-1], atol=0.01)  # on the table where it was put
     np.testing.assert_allclose(track.rot[-1], np.eye(3), atol=1e-9)
-    lowest = (hull + track.pos[-1])[:, 2].min()
+    lowest = (HULL + track.pos[-1])[:, 2].min()
     assert abs(lowest - TABLE_TOP) < 1e-6
 
 
@@ -95,23 +105,15 @@ def test_the_grip_carries_the_object_by_the_wrist_not_by_the_palm_the_fit_swings
     swings 0.6 rad up and down over the carry while the wrist, a keypoint, stays right. Carried
     by the wrist, the box follows the hand; carried by the palm it swings with the palm's error
     (benchmark, 20 object clips at the grip's start: 5.8 -> 4.3 cm oracle, 5.3 -> 4.7 MediaPipe)."""
-    camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
-    box = trimesh.creation.box([0.3, 0.3, 0.3])
-    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
-    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
     obj, palms = _truth()
     wrists = palms + [0.09, 0.0, 0.0]  # the right wrist beyond the palm, away from the box's face
     angle = 0.6 * np.sin(np.pi * np.clip((np.arange(T) - LIFTED) / (PLACED - LIFTED), 0, 1))
     lever = palms[:, 1] - wrists[:, 1]
     fitted = palms.copy()
     fitted[:, 1] = wrists[:, 1] + np.einsum("tij,tj->ti", Rotation.from_euler("y", angle[:, None]).as_matrix(), lever)
-    masks = [silhouette(camera, model, obj[t], quat0) for t in range(T)]
-    evidence = ColourEvidence(lambda t: np.where(masks[t], 0.9, 0.1), T, None)
-    hull = np.asarray(model.mesh.convex_hull.vertices)
 
     def carried(points: np.ndarray) -> np.ndarray:
-        track = grip_track(model, hull, obj[0], quat0, fitted, points, np.zeros(T), camera, evidence,
-                           lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), InteractionOptions())
+        track = _tracked_on_an_exact_image(fitted, points)
         assert track.held[LIFTED:PLACED - 3].all()
         return np.linalg.norm(track.pos - obj, axis=1)[LIFTED:PLACED - 3]
 
@@ -124,33 +126,22 @@ def test_a_set_down_the_grip_put_off_in_depth_is_put_where_the_frames_after_show
     keypoints cannot see) and the torso turns 0.3 rad: the grip sets the box down 12 cm off and
     turned, and the frames after the release put it back to a pixel (its turn is left to the
     refinement)."""
-    camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
-    box = trimesh.creation.box([0.3, 0.3, 0.3])
-    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
-    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
     obj, palms = _truth()
     fitted = palms.copy()
     fitted[:, 1, 1] -= 0.12 * np.clip((np.arange(T) - GRASP) / (MOVED - GRASP), 0, 1)
-    masks = [silhouette(camera, model, obj[t], quat0) for t in range(T)]
-    evidence = ColourEvidence(lambda t: np.where(masks[t], 0.9, 0.1), T, None)
-    hull = np.asarray(model.mesh.convex_hull.vertices)
-
-    def table(points: np.ndarray) -> np.ndarray:
-        return np.where(np.abs(points[:, 0]) < 0.6, TABLE_TOP, 0.0)
+    heading = 0.3 * np.clip((np.arange(T) - GRASP) / (MOVED - GRASP), 0, 1)
 
     def rest(**kw) -> np.ndarray:
-        track = grip_track(model, hull, obj[0], quat0, fitted, fitted, heading, camera, evidence, table,
-                           InteractionOptions(**kw))
+        track = _tracked_on_an_exact_image(fitted, fitted, InteractionOptions(**kw), heading)
         assert track.release is not None and abs(track.release - PLACED) <= 3
         return track.pos[-1], track.rot[-1]
 
-    heading = 0.3 * np.clip((np.arange(T) - GRASP) / (MOVED - GRASP), 0, 1)
     pos, rot = rest(settle_radius_m=0.0)  # where the grip set it down
     assert np.linalg.norm(pos - obj[-1]) > 0.1 and np.allclose(rot, rot_z(0.3))
     pos, rot = rest()
     np.testing.assert_allclose(pos, obj[-1], atol=0.008)  # a pixel at 320x240 is 6 mm there
     assert np.allclose(rot, rot_z(0.3))
-    assert (hull @ rot.T + pos)[:, 2].min() == pytest.approx(TABLE_TOP)
+    assert (HULL @ rot.T + pos)[:, 2].min() == pytest.approx(TABLE_TOP)
 
 
 def test_a_set_down_is_sought_along_the_camera_ray_and_hardly_across_it():
@@ -159,10 +150,6 @@ def test_a_set_down_is_sought_along_the_camera_ray_and_hardly_across_it():
     along the ray; 20 cm across it (a floor place behind a box held above it can look like the
     box), the search stops at its edge."""
     camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
-    box = trimesh.creation.box([0.3, 0.3, 0.3])
-    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
-    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
-    hull = np.asarray(model.mesh.convex_hull.vertices)
     options = InteractionOptions()
     set_down = np.array([0.25, 0.0, TABLE_TOP + HALF])
     along = (set_down - camera.position) * [1.0, 1.0, 0.0]
@@ -170,10 +157,10 @@ def test_a_set_down_is_sought_along_the_camera_ray_and_hardly_across_it():
     across = np.array([-along[1], along[0], 0.0])
 
     def found(shift: np.ndarray) -> np.ndarray:
-        mask = silhouette(camera, model, set_down + shift, quat0)
+        mask = silhouette(camera, BOX, set_down + shift, QUAT0)
         evidence = ColourEvidence(lambda t: np.where(mask, 0.9, 0.1), 1, None)
-        return settle(evidence.log_odds(0).astype(np.float64), camera, hull, set_down, np.eye(3),
-                      lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), evidence, options) - set_down
+        return settle(evidence.log_odds(0).astype(np.float64), camera, HULL, set_down, np.eye(3),
+                      _table, evidence, options) - set_down
 
     np.testing.assert_allclose(found(0.15 * along), 0.15 * along, atol=0.008)
     moved = found(0.2 * across)  # to the edge, and the fine search's two steps beyond it
@@ -188,26 +175,21 @@ def test_a_box_half_through_the_table_top_is_in_it_and_one_wholly_under_it_is_ov
         over = (np.abs(points[:, 0]) < 0.6) & (points[:, 2] >= TABLE_TOP - 0.04 - UNDER_MARGIN_M)
         return np.where(over, TABLE_TOP, 0.0)
 
-    hull = np.asarray(trimesh.creation.box([0.3, 0.3, 0.3]).vertices)
     for bottom, gap in ((TABLE_TOP - 0.1, -0.1), (0.2, 0.2)):  # half through the top; wholly under it
         centre = np.array([[0.0, 0.0, bottom + HALF]])
-        assert support_gaps(centre, np.eye(3)[None], hull, table_over_floor)[0] == pytest.approx(gap)
+        assert support_gaps(centre, np.eye(3)[None], HULL, table_over_floor)[0] == pytest.approx(gap)
 
 
 def test_no_release_before_the_object_has_been_carried():
     """Colour that looks like the object where it lay (its print on the table) favours leaving it
     there from the grasp on; a release only counts once the carried object has moved."""
     camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
-    box = trimesh.creation.box([0.3, 0.3, 0.3])
-    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
-    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
     obj, palms = _truth()
-    at_rest = silhouette(camera, model, obj[0], quat0)
+    at_rest = silhouette(camera, BOX, obj[0], QUAT0)
     evidence = ColourEvidence(lambda t: np.where(at_rest, 0.9, 0.1), T, None)
-    hull = np.asarray(model.mesh.convex_hull.vertices)
     options = InteractionOptions(min_hold_frames=2)
-    track = grip_track(model, hull, obj[0], quat0, palms, palms, np.zeros(T), camera, evidence,
-                       lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options)
+    track = grip_track(BOX, HULL, obj[0], QUAT0, palms, palms, np.zeros(T), camera, evidence,
+                       _table, options)
     assert track.release is not None and track.release > GRASP + options.min_hold_frames
     travelled = np.linalg.norm(obj[GRASP:track.release + 1] - obj[0], axis=1).max()
     assert travelled >= options.release_travel_m - 0.01  # without the rule: let go 2 frames after the grasp
@@ -237,21 +219,6 @@ def test_body_is_left_out_only_where_it_is_in_front_of_the_object():
     assert not mask[1].any()
     knee = camera.project(np.array([[0.1, 0.0, 0.5]]))[0][0].round().astype(int)
     assert mask[0, knee[1], knee[0]]
-
-
-def _tracked_on_an_exact_image(palms: np.ndarray, wrists: np.ndarray, options: InteractionOptions):
-    """`grip_track` of `_truth()`'s box, seen at 320x240 through an exact colour posterior (0.9 on
-    its silhouette, 0.1 off it), with the fitted palms and wrists (T,2,3) given."""
-    camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
-    box = trimesh.creation.box([0.3, 0.3, 0.3])
-    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
-    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
-    obj, _ = _truth()
-    masks = [silhouette(camera, model, obj[t], quat0) for t in range(T)]
-    evidence = ColourEvidence(lambda t: np.where(masks[t], 0.9, 0.1), T, None)
-    hull = np.asarray(model.mesh.convex_hull.vertices)
-    return grip_track(model, hull, obj[0], quat0, palms, wrists, np.zeros(T), camera, evidence,
-                      lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options)
 
 
 def test_grasp_is_moved_to_where_the_image_sees_the_object_leave():
@@ -286,28 +253,24 @@ def test_the_object_leaving_its_place_moves_a_late_grasp_forward_and_a_body_in_f
     looking like it as it lifts: the grasp is sought before that. A body passing in front of the
     place before the grasp hides it; left out, it is no departure."""
     camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
-    box = trimesh.creation.box([0.3, 0.3, 0.3])
-    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
-    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
     rot0 = np.eye(3)
     obj, palms = _truth()
     fitted = palms.copy()
     fitted[:PLACED, 1] += [0.25, 0.0, 0.0]
     fitted[PLACED + 4, 1] = obj[0] + [HALF + 0.1, 0.0, 0.0]  # the closest approach: late
-    masks = [silhouette(camera, model, obj[t], quat0) for t in range(T)]
+    masks = [silhouette(camera, BOX, obj[t], QUAT0) for t in range(T)]
     passing = np.zeros((T, camera.height, camera.width), bool)
     passing[3:12] = masks[0]  # a body in front of the resting box: not object-coloured
     evidence = ColourEvidence(lambda t: np.where(masks[t] & ~passing[t], 0.9, 0.1), T, None)
-    hull = np.asarray(model.mesh.convex_hull.vertices)
     options = InteractionOptions()
 
-    departed = departure_frame(evidence, camera, hull, obj[0], rot0, passing, options)
+    departed = departure_frame(evidence, camera, HULL, obj[0], rot0, passing, options)
     assert GRASP < departed <= LIFTED  # it has lifted over half its height out of its place
-    assert departure_frame(evidence, camera, hull, obj[0], rot0, None, options) == 3  # the body, not left out
+    assert departure_frame(evidence, camera, HULL, obj[0], rot0, None, options) == 3  # the body, not left out
 
     def track(departed: int | None):
-        return grip_track(model, hull, obj[0], quat0, fitted, fitted, np.zeros(T), camera, evidence,
-                          lambda p: np.where(np.abs(p[:, 0]) < 0.6, TABLE_TOP, 0.0), options, departed)
+        return grip_track(BOX, HULL, obj[0], QUAT0, fitted, fitted, np.zeros(T), camera, evidence,
+                          _table, options, departed)
 
     assert track(None).grasp > PLACED  # the hands alone
     taken = track(departed)
@@ -327,13 +290,10 @@ def test_a_carried_object_turns_with_the_torso_and_stays_level():
     np.testing.assert_allclose(rot_z(heading)[1], turned, atol=1e-12)
 
     camera = PinholeCamera.look_at([0.2, -2.5, 1.6], [0.1, 0.0, 0.9], 50.0, 320, 240)
-    box = trimesh.creation.box([0.3, 0.3, 0.3])
-    model = ObjectModel("box", np.asarray(box.vertices), np.asarray(box.faces))
-    quat0 = np.array([1.0, 0.0, 0.0, 0.0])
     obj, palms = _truth()
     turn = np.r_[np.zeros(LIFTED), np.linspace(0, np.pi / 2, T - LIFTED)]  # turning left from the lift on
     evidence = ColourEvidence(lambda t: np.full((240, 320), 0.5), T, None)  # the image undecided
-    track = grip_track(model, np.asarray(box.convex_hull.vertices), obj[0], quat0, palms, palms, turn, camera, evidence,
+    track = grip_track(BOX, HULL, obj[0], QUAT0, palms, palms, turn, camera, evidence,
                        lambda p: np.zeros(len(p)), InteractionOptions(image_grasp=False))
     g = track.grasp
     offset = obj[0] - palms[g, 1]  # the box centre from the right palm at the grasp: (-0.17, 0, 0)
@@ -352,8 +312,7 @@ def test_a_let_go_object_rests_upright_on_its_support():
     from grail.recon.refine import RefineOptions, SceneTerms, depth_term
 
     camera = PinholeCamera.look_at([0.0, -2.5, 1.6], [0.0, 0.0, 0.5], 50.0, 64, 48)
-    hull = np.asarray(trimesh.creation.box([0.3, 0.3, 0.3]).vertices)
-    scene = SceneTerms(camera, np.full((48, 64), np.inf), lambda p: np.zeros(len(p)), hull, None,
+    scene = SceneTerms(camera, np.full((48, 64), np.inf), lambda p: np.zeros(len(p)), HULL, None,
                        np.array([0.0, 0.0, HALF]), np.zeros(3))
     lean = torch.as_tensor(Rotation.from_euler("x", 10, degrees=True).as_matrix())
     pos = torch.tensor([[0.0, 0.0, HALF], [0.0, 0.0, HALF + 0.03], [0.0, 0.0, HALF + 0.03], [0.0, 0.0, 0.3]])
