@@ -245,6 +245,9 @@ def test_a_grasp_best_at_the_earliest_candidate_is_sought_further_back():
     taken = _tracked_on_an_exact_image(fitted, palms, InteractionOptions())
     assert abs(taken.grasp - GRASP) <= 1
     np.testing.assert_allclose(taken.pos[LIFTED], obj[LIFTED], atol=0.02)
+    fitted[GRASP + 4:GRASP + 8, 1] = palms[GRASP + 4:GRASP + 8, 1]  # the hands' grasp 4 frames late
+    no_window_before = _tracked_on_an_exact_image(fitted, palms, InteractionOptions(grasp_before=0))
+    assert abs(no_window_before.grasp - GRASP) <= 1  # sought a frame at a time
 
 
 def test_the_object_leaving_its_place_moves_a_late_grasp_forward_and_a_body_in_front_is_no_departure():

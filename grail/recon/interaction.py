@@ -340,7 +340,7 @@ def _best_grasp(g0: int, T: int, pos0: np.ndarray, rot0: np.ndarray,
     for a few frames before it lifts: taken at the first touch, the object rides along with the
     last of the reach (oracle pickup_ground s2: taken 10 frames early, 15 cm off all the carry).
     Where the earliest candidate is best, and better than the next, the search goes on earlier,
-    grasp_before frames at a time, as far as grasp_reach_back before g0: a fitted palm decimetres
+    grasp_before frames (at least one) at a time, as far as grasp_reach_back before g0: a fitted palm decimetres
     off in depth touches the object late (oracle pickup_ground s4: the hands' grasp at 137, the
     truth's at 113; the earliest candidate, 133, was chosen, the can lifted 10 cm by then). 20
     object clips, oracle: 2.66 -> 2.58 cm (pickup_ground s2 4.29 -> 2.86, s4 2.23 -> 1.98; no
@@ -362,7 +362,7 @@ def _best_grasp(g0: int, T: int, pos0: np.ndarray, rot0: np.ndarray,
 
     costs = {g: cost(g) for g in range(lo, hi + 1)}
     while lo > floor and costs[lo] < costs[lo + 1] and lo == min(costs, key=costs.get):  # best at the edge
-        earlier = max(floor, lo - options.grasp_before)
+        earlier = max(floor, lo - max(1, options.grasp_before))
         costs.update({g: cost(g) for g in range(earlier, lo)})
         lo = earlier
     return min(sorted(costs), key=costs.get)
