@@ -240,7 +240,7 @@ def test_a_grasp_best_at_the_earliest_candidate_is_sought_further_back():
     obj, palms = _truth()
     fitted = palms.copy()
     fitted[:GRASP + 8, 1] += [0.1, 0.0, 0.0]
-    window_only = InteractionOptions(grasp_reach_back=InteractionOptions().grasp_before)
+    window_only = InteractionOptions(grasp_reach_back=0)  # the window itself is kept
     assert _tracked_on_an_exact_image(fitted, palms, window_only).grasp == GRASP + 4  # the box 10 cm up
     taken = _tracked_on_an_exact_image(fitted, palms, InteractionOptions())
     assert abs(taken.grasp - GRASP) <= 1

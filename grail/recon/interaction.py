@@ -347,7 +347,7 @@ def _best_grasp(g0: int, T: int, pos0: np.ndarray, rot0: np.ndarray,
     other run changed; s4's MPJPE 18.3 -> 21.3 mm, its arms chosen from the earlier grasp).
     Searched from grasp_reach_back before g0 always, s4 went to 4.73: a step at a time stops at
     the first minimum behind the window, nearer the hands' estimate."""
-    floor = max(0, g0 - options.grasp_reach_back)
+    floor = max(0, g0 - max(options.grasp_reach_back, options.grasp_before))
     lo = max(floor, g0 - options.grasp_before)
     hi = min(T - options.min_hold_frames - 1, g0 + options.grasp_after)
     end = min(T, hi + options.grasp_window)
