@@ -340,11 +340,12 @@ def _best_grasp(g0: int, T: int, pos0: np.ndarray, rot0: np.ndarray,
     for a few frames before it lifts: taken at the first touch, the object rides along with the
     last of the reach (oracle pickup_ground s2: taken 10 frames early, 15 cm off all the carry).
     Where the earliest candidate is best, and better than the next, the search goes on earlier,
-    grasp_before frames (at least one) at a time, as far as grasp_reach_back before g0: a fitted palm decimetres
-    off in depth touches the object late (oracle pickup_ground s4: the hands' grasp at 137, the
-    truth's at 113; the earliest candidate, 133, was chosen, the can lifted 10 cm by then). 20
-    object clips, oracle: 2.66 -> 2.58 cm (pickup_ground s2 4.29 -> 2.86, s4 2.23 -> 1.98; no
-    other run changed; s4's MPJPE 18.3 -> 21.3 mm, its arms chosen from the earlier grasp).
+    grasp_before frames (at least one) at a time, as far as grasp_reach_back before g0: a fitted
+    palm decimetres off in depth touches the object late (oracle pickup_ground s4: the hands'
+    grasp at 137, the truth's at 113; the earliest candidate, 133, was chosen, the can lifted
+    10 cm by then). 20 object clips, oracle: 2.66 -> 2.58 cm (pickup_ground s2 4.29 -> 2.86, s4
+    2.23 -> 1.98; no other run changed; s4's MPJPE 18.3 -> 21.3 mm, its arms chosen from the
+    earlier grasp).
     Searched from grasp_reach_back before g0 always, s4 went to 4.73: a step at a time stops at
     the first minimum behind the window, nearer the hands' estimate."""
     floor = max(0, g0 - max(options.grasp_reach_back, options.grasp_before))
