@@ -11,11 +11,10 @@ import trimesh
 from grail.recon.arm_flip import (align, arm_configurations, choose_configuration, reaim_arm, seen_arms,
                                    settle_arm_flips)
 from grail.recon.body import TorchRig, hinge_axes
-from grail.recon.hoi import rig_pose
+from grail.recon.hoi import pose_of, rig_pose
 from grail.scene.camera import PinholeCamera
 from grail.video.procedural import synthesize
 from grail.video.render import scaled_camera
-from scipy.spatial.transform import Rotation
 
 SIDE = "right"
 BOX = 0.2  # m, the held cube's side
@@ -27,9 +26,7 @@ def posed(composed):
     scene_dir = composed("pickup_table", 0) / "scene"
     gt = synthesize(scene_dir).gt
     camera = scaled_camera(PinholeCamera.from_json(json.loads((scene_dir / "camera.json").read_text())), 1280, 720)
-    q = gt.joint_rot
-    local = Rotation.from_quat(np.concatenate([q[..., 1:], q[..., :1]], -1).reshape(-1, 4)).as_rotvec()
-    return TorchRig.load(scene_dir / "character.npz"), gt.root_pos, local.reshape(q.shape[:-1] + (3,)), camera
+    return (TorchRig.load(scene_dir / "character.npz"), *pose_of(gt), camera)
 
 
 def _arm(rig, root, local, side=SIDE):

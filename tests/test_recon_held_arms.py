@@ -11,7 +11,7 @@ from grail.recon.arm_flip import SIDES
 from grail.recon.body import TorchRig
 from grail.recon.held_arms import HeldArmOptions, held_arm_flips, shortest_path
 from grail.recon.hoi import palm_offsets, rig_pose
-from grail.recon.stage import _load_scene
+from grail.recon.stage import load_scene
 from grail.rotations import matrices_from_quats
 from grail.scene.camera import PinholeCamera
 from grail.video.procedural import synthesize
@@ -31,7 +31,7 @@ def hold(composed):
     camera = scaled_camera(PinholeCamera.from_json(json.loads((scene_dir / "camera.json").read_text())), 1280, 720)
     q = gt.joint_rot
     local = Rotation.from_quat(np.concatenate([q[..., 1:], q[..., :1]], -1).reshape(-1, 4)).as_rotvec()
-    scene = _load_scene(seq)
+    scene = load_scene(seq)
     held = np.flatnonzero(gt.object_held[:, 0])
     rig = TorchRig.load(scene_dir / "character.npz")
     reach = np.linalg.norm(palm_offsets(scene_dir / "character.npz", rig), axis=-1)

@@ -12,6 +12,8 @@ from grail.errors import GrailError
 from grail.recon.body import TorchRig, rotvec_to_matrix
 from grail.recon.fit_human import SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, _squat_start, fit_human
 from grail.recon.fit_start import headings, initial_roots
+from grail.recon.contacts import CONTACT_NAMES, ContactLabels
+from grail.recon.hoi import build_hoi, pose_of, rig_pose
 from grail.recon.keypoints import (DEPTH_ORDER_JOINTS, KEYPOINTS, MEDIAPIPE_FAR_OFFSETS_M, MEDIAPIPE_INDEX,
                                    MEDIAPIPE_NEAR_OFFSETS_M, PARTNER, depth_order_evidence, keypoint_offsets,
                                    landmark_points)
@@ -32,12 +34,6 @@ def scene(composed):
     return scene_dir, gt, scaled_camera(camera, 1280, 720)
 
 
-def _local_rotvecs(gt) -> np.ndarray:
-    q = gt.joint_rot
-    return Rotation.from_quat(np.concatenate([q[..., 1:], q[..., :1]], -1).reshape(-1, 4)).as_rotvec().reshape(
-        q.shape[:-1] + (3,))
-
-
 def test_rotvec_matches_scipy_and_is_smooth_at_zero():
     v = torch.tensor([[0.3, -1.2, 0.5], [1e-9, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
     R = rotvec_to_matrix(v)
@@ -49,10 +45,23 @@ def test_rotvec_matches_scipy_and_is_smooth_at_zero():
 def test_torch_rig_reproduces_the_ground_truth_exactly(scene):
     scene_dir, gt, _ = scene
     rig = TorchRig.load(scene_dir / "character.npz")
-    pos, deltas = rig.forward(torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt)))
+    pos, deltas = rig.forward(torch.tensor(gt.root_pos), torch.tensor(pose_of(gt)[1]))
     assert np.abs(pos.numpy() - gt.bone_pos_w).max() < 1e-9
     joints = rig.joints(pos, gt.joint_names).numpy()
     assert np.abs(joints - gt.joint_pos).max() < 1e-9
+
+
+def test_a_pose_stored_in_the_hoi_layout_reads_back_as_the_same_pose(scene):
+    scene_dir, gt, _ = scene
+    rig = TorchRig.load(scene_dir / "character.npz")
+    root, local = pose_of(gt)
+    root, local = root[:6], local[:6] + np.random.default_rng(0).normal(0.0, 0.3, local[:6].shape)  # not the truth's
+    T, C = len(root), len(CONTACT_NAMES)
+    labels = ContactLabels(list(CONTACT_NAMES), np.zeros((T, C), bool), np.full((T, C), -1), np.zeros((T, 0), bool))
+    stored = build_hoi(rig, root, local, gt.fps, gt.joint_names, [], np.zeros((T, 0, 3)), np.zeros((T, 0, 4)), labels)
+    read_root, read_local = pose_of(stored)
+    assert np.abs(read_root - root).max() < 1e-12
+    assert np.abs(rig_pose(rig, read_root, read_local)[0] - rig_pose(rig, root, local)[0]).max() < 1e-9
 
 
 def test_mediapipe_correspondence_covers_every_keypoint():
@@ -105,7 +114,7 @@ def test_fit_started_at_the_truth_stays_near_it(scene):
     rig = TorchRig.load(scene_dir / "character.npz")
     obs = oracle_observations(gt.joint_names, gt.joint_pos, gt.fps, camera, OracleOptions(noise_px=3.0, dropout=0.05))
     fit = fit_human(obs, camera, rig, lambda p: np.zeros(len(p)), FitOptions(iterations=100),
-                    init_local=_local_rotvecs(gt))
+                    init_local=pose_of(gt)[1])
     joints = fit.bone_pos[:, [rig.joint_bones[n] for n in gt.joint_names]]
     assert np.linalg.norm(joints - gt.joint_pos, axis=-1).mean() < 0.040
     assert fit.reprojection_px < 5.0
@@ -220,7 +229,7 @@ def test_keypoints_sit_at_their_offsets_on_the_posed_bones(scene):
             assert np.allclose(table[f"left_{name}"], np.array(table[f"right_{name}"]) * [1, -1, 1])
     assert not np.any([MEDIAPIPE_FAR_OFFSETS_M[f"left_{name}"] for name in ("elbow", "wrist")])  # a hidden arm: a guess
     rig = TorchRig.load(scene_dir / "character.npz")
-    pos, deltas = rig.forward(torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt)))
+    pos, deltas = rig.forward(torch.tensor(gt.root_pos), torch.tensor(pose_of(gt)[1]))
     offsets = torch.zeros((len(KEYPOINTS), 3), dtype=torch.float64)
     offsets[KEYPOINTS.index("left_wrist")] = torch.tensor([0.1, 0.0, 0.0])
     points = rig.points(pos, deltas, KEYPOINTS, offsets).numpy()
@@ -236,7 +245,7 @@ def test_landmarks_take_the_near_offset_on_the_side_facing_the_camera(scene):
     one, and a pair at equal distance the mean of the two."""
     scene_dir, gt, _ = scene
     rig = TorchRig.load(scene_dir / "character.npz")
-    pos, deltas = rig.forward(torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt)))
+    pos, deltas = rig.forward(torch.tensor(gt.root_pos), torch.tensor(pose_of(gt)[1]))
     offsets = torch.zeros((2, len(KEYPOINTS), 3), dtype=torch.float64)
     offsets[0, :, 2], offsets[1, :, 2] = 0.05, -0.05  # near: 5 cm up the bone, far: 5 cm down
     right_of_body = pos[:, :1] - 3.0 * deltas[:, :1, :, 1]  # 3 m to the character's right, every frame
@@ -294,7 +303,7 @@ def test_standing_on_a_wrong_support_costs_a_bounded_amount(scene):
     """A support looked up under a foot that is really on another one (the next stair) pulls at
     most (ground_robust_m / ground_m)^2 per frame; quadratic, the same 0.4 m gap cost 1600."""
     _, gt, _ = scene
-    root, local = torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt))
+    root, local = torch.tensor(gt.root_pos), torch.tensor(pose_of(gt)[1])
     costs = {}
     for robust in (0.0, 0.05):
         terms, rig = _terms(scene, lambda p: np.full(len(p), -0.4), ground_robust_m=robust)
@@ -310,7 +319,7 @@ def test_squat_start_folds_the_legs_over_the_feet_it_stood_on(scene):
     along its heading) and repeats over the window's frames."""
     _, gt, _ = scene
     terms, rig = _terms(scene, lambda p: np.zeros(len(p)))
-    last_root, last_local = torch.tensor(gt.root_pos[0]), torch.tensor(_local_rotvecs(gt)[0])
+    last_root, last_local = torch.tensor(gt.root_pos[0]), torch.tensor(pose_of(gt)[1][0])
     roots, turns = _squat_start(terms, last_root, last_local, frames=5)
     assert roots.shape == (5, 3) and turns.shape == (5, len(terms.free), 3)
     local = last_local.clone()
@@ -333,7 +342,7 @@ def test_the_arm_prior_is_centred_outward_of_each_shoulder(scene):
     prior centred 4.5 cm outward of their shoulder than at the shoulder's plane, and more centred
     4.5 cm inward; a sign wrong on one side would make the outward and inward centres cost alike."""
     _, gt, _ = scene
-    root, local = torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt))
+    root, local = torch.tensor(gt.root_pos), torch.tensor(pose_of(gt)[1])
     costs = {}
     for out in (-0.045, 0.0, 0.045):
         terms, rig = _terms(scene, lambda p: np.zeros(len(p)), arm_out_m=out)
@@ -383,7 +392,7 @@ def test_the_depth_order_term_costs_only_a_pair_the_wrong_way_round(scene):
     """Evidence that agrees with the pose costs nothing; evidence against it costs the pair's gap
     in distance to the camera over order_m, squared, times its strength."""
     _, gt, _ = scene
-    root, local = torch.tensor(gt.root_pos), torch.tensor(_local_rotvecs(gt))
+    root, local = torch.tensor(gt.root_pos), torch.tensor(pose_of(gt)[1])
     terms, rig = _terms(scene, lambda p: np.zeros(len(p)))
     pos, _ = rig.forward(root, local)
     eye = terms.t_wc
@@ -444,7 +453,7 @@ def test_the_head_keypoint_moves_the_head(scene):
     scene_dir, gt, camera = scene
     rig = TorchRig.load(scene_dir / "character.npz")
     frames = slice(0, 12)
-    local = _local_rotvecs(gt)[frames]
+    local = pose_of(gt)[1][frames]
     bent = local.copy()
     neck = rig.names.index("neck01")
     bent[:, neck] = (Rotation.from_rotvec([0.0, 0.6, 0.0]) * Rotation.from_rotvec(local[:, neck])).as_rotvec()

@@ -10,7 +10,7 @@ import pytest
 from grail.errors import GrailError
 from grail.recon.contacts import ContactOptions, clean_runs, foot_contacts, hand_contacts
 from grail.recon.body import TorchRig
-from grail.recon.hoi import palm_offsets, palms, rig_pose
+from grail.recon.hoi import palm_offsets, palms, pose_of, rig_pose
 from grail.recon.keypoints import KEYPOINTS
 from grail.recon.object_track import ObjectModel
 from grail.recon.observations import Observations
@@ -25,7 +25,6 @@ from grail.retarget.source import source_file
 from grail.rotations import matrices_from_quats
 from grail.video.generate import GenerateOptions, generate_sequence
 from grail.video.gt import GroundTruth
-from scipy.spatial.transform import Rotation
 
 from _arm_helpers import wrist_flipped
 from _video_helpers import copy_sequence, run_cli
@@ -49,11 +48,6 @@ def reconstructed(rendered, tmp_path_factory):
     _, result = reconstruct_sequence(seq, options)
     return seq, result, options
 
-
-def _local_rotvecs(gt: GroundTruth) -> np.ndarray:
-    q = gt.joint_rot
-    return Rotation.from_quat(np.concatenate([q[..., 1:], q[..., :1]], -1).reshape(-1, 4)).as_rotvec().reshape(
-        q.shape[:-1] + (3,))
 
 
 # ----------------------------------------------------------------------------- the contract
@@ -111,7 +105,7 @@ def test_contact_labels_from_the_ground_truth_motion(rendered):
     gt = GroundTruth.load(rendered / "video" / "gt.npz")
     scene = rendered / "scene"
     rig = TorchRig.load(scene / "character.npz")
-    pos, deltas = rig_pose(rig, gt.root_pos, _local_rotvecs(gt))
+    pos, deltas = rig_pose(rig, gt.root_pos, pose_of(gt)[1])
     model = ObjectModel.from_scene(scene, gt.object_names[0])
     rot = matrices_from_quats(gt.object_quat[:, 0])
     hands = hand_contacts(palms(pos, deltas, rig, palm_offsets(scene / "character.npz", rig)), gt.object_pos[:, 0],
@@ -319,11 +313,11 @@ def test_holding_arms_are_chosen_again_from_a_grip_that_grasps_before_them(rende
     from dataclasses import replace
 
     from grail.recon.held_arms import HeldArmOptions
-    from grail.recon.stage import _held_arms, _load_scene, _object_start
+    from grail.recon.stage import _held_arms, _object_start, load_scene
 
     gt = GroundTruth.load(rendered / "video" / "gt.npz")
-    scene, video = _load_scene(rendered), load_video(rendered)
-    local, held = _local_rotvecs(gt), np.flatnonzero(gt.object_held[:, 0])
+    scene, video = load_scene(rendered), load_video(rendered)
+    local, held = pose_of(gt)[1], np.flatnonzero(gt.object_held[:, 0])
     flipped, _ = wrist_flipped(scene.rig, gt.root_pos, local, video.camera.T_world_cam[:3, 3],
                                np.arange(held[0] - 10, held[-1] + 1), "right")
     offsets = palm_offsets(rendered / "scene" / "character.npz", scene.rig)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from grail.atomic import write_bytes_atomic
 from grail.recon.body import TorchRig, rotvec_to_matrix
 from grail.recon.contacts import ContactLabels
-from grail.rotations import quats_from_matrices
+from grail.rotations import quats_from_matrices, wxyz_to_xyzw
 from grail.video.gt import GroundTruth
 
 
@@ -27,6 +28,13 @@ def rig_pose(rig: TorchRig, root: np.ndarray, local: np.ndarray) -> tuple[np.nda
     with torch.no_grad():
         pos, deltas = rig.forward(torch.as_tensor(root, dtype=torch.float64), torch.as_tensor(local, dtype=torch.float64))
     return pos.numpy(), deltas.numpy()
+
+
+def pose_of(hoi: GroundTruth) -> tuple[np.ndarray, np.ndarray]:
+    """A pose sequence in the rig's terms, (T,3) root positions and (T,J,3) rest-relative
+    rotation vectors, from the layout `build_hoi` writes (a reconstruction's or the ground truth's)."""
+    local = Rotation.from_quat(wxyz_to_xyzw(hoi.joint_rot.reshape(-1, 4))).as_rotvec()
+    return np.array(hoi.root_pos, float), local.reshape(hoi.joint_rot.shape[:-1] + (3,))
 
 
 def palm_offsets(character_npz: Path, rig: TorchRig) -> np.ndarray:

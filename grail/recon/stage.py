@@ -90,7 +90,10 @@ class Reconstruction:
 
 
 @dataclass
-class _Scene:
+class SceneInputs:
+    """What the reconstruction knows of a sequence's scene: the character, its supports and
+    solids, where it starts, and the interaction object (none in a scene without one)."""
+
     rig: TorchRig
     support: SupportMap
     solids: SceneSolids
@@ -119,7 +122,8 @@ def movable_objects(seq_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
             for o in spec.objects if not o.static]
 
 
-def _load_scene(seq_dir: Path) -> _Scene:
+def load_scene(seq_dir: Path) -> SceneInputs:
+    """The scene a sequence's reconstruction rests on, from its scene/ folder."""
     scene = seq_dir / "scene"
     rig = TorchRig.load(scene / "character.npz")
     with np.load(scene / "character.npz", allow_pickle=False) as z:
@@ -129,9 +133,9 @@ def _load_scene(seq_dir: Path) -> _Scene:
     support = SupportMap.from_scene(scene / "scene.xml", placement[:2, 3], SUPPORT_HALF_EXTENT_M, objects=movable)
     solids = SceneSolids.from_scene(scene / "scene.xml", movable)
     if not objects:
-        return _Scene(rig, support, solids, placement, None, None, None, None)
+        return SceneInputs(rig, support, solids, placement, None, None, None, None)
     name, pos0, quat0 = objects[0]  # the interaction object; templates have one movable object
-    return _Scene(rig, support, solids, placement, name, ObjectModel.from_scene(scene, name), pos0, quat0)
+    return SceneInputs(rig, support, solids, placement, name, ObjectModel.from_scene(scene, name), pos0, quat0)
 
 
 def reconstruct(seq_dir: Path, options: ReconOptions, progress: Callable[[int, int], None] | None = None) -> Reconstruction:
@@ -148,7 +152,7 @@ def reconstruct(seq_dir: Path, options: ReconOptions, progress: Callable[[int, i
         clock = now
 
     video = load_video(seq_dir)
-    scene = _load_scene(seq_dir)
+    scene = load_scene(seq_dir)
     lap("load")
     obs = perceive_human(video, seq_dir, options.perception, progress)
     lap("perception")
@@ -247,7 +251,7 @@ class _ObjectStart:
     ignore: np.ndarray | None = None  # (T,H,W) what the image term leaves out
 
 
-def _held_arms(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.ndarray, offsets: np.ndarray,
+def _held_arms(scene: SceneInputs, video: VideoInput, root: np.ndarray, local: np.ndarray, offsets: np.ndarray,
                obj: _ObjectStart, options: ReconOptions) -> tuple[np.ndarray, _ObjectStart]:
     """The fitted local rotations with the holding arms on the depth flips `held_arm_flips` chose
     through the grip's hold, and the object's start with the grip made again by those arms (the
@@ -270,7 +274,7 @@ def _held_arms(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.nda
     return agreed
 
 
-def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.ndarray, offsets: np.ndarray,
+def _object_start(scene: SceneInputs, video: VideoInput, root: np.ndarray, local: np.ndarray, offsets: np.ndarray,
                   options: ReconOptions, reuse: _ObjectStart | None = None) -> _ObjectStart:
     """`reuse`: a start made with the same arms up to their depth flips, whose region track, image
     term, colour evidence and departure frame it keeps (the flips reproject alike)."""
@@ -304,7 +308,7 @@ def _object_start(scene: _Scene, video: VideoInput, root: np.ndarray, local: np.
                         departed, mask)
 
 
-def _reaching_arms(scene: _Scene, video: VideoInput, obs: Observations, root: np.ndarray, local: np.ndarray,
+def _reaching_arms(scene: SceneInputs, video: VideoInput, obs: Observations, root: np.ndarray, local: np.ndarray,
                    offsets: np.ndarray, options: ReconOptions) -> np.ndarray:
     """The fitted local rotations with each seen arm whose depth flip nearly touches the object
     where it lies turned onto that flip (`reach_flip_m`)."""
@@ -326,7 +330,7 @@ def _rest_heights(rig: TorchRig) -> tuple[float, float]:
     return ankle, rest_height(rig, "pelvis") - ankle
 
 
-def _contacts(scene: _Scene, root: np.ndarray, local: np.ndarray, offsets: np.ndarray, obj_pos: np.ndarray | None,
+def _contacts(scene: SceneInputs, root: np.ndarray, local: np.ndarray, offsets: np.ndarray, obj_pos: np.ndarray | None,
               obj_rotvec: np.ndarray | None, fps: float, options: ContactOptions,
               grip: GripTrack | None = None) -> ContactLabels:
     """Feet and seat from the motion; hands from the grip (before the refinement) or from
@@ -346,7 +350,7 @@ def _contacts(scene: _Scene, root: np.ndarray, local: np.ndarray, offsets: np.nd
     return label_contacts(hands, feet, seat, 1 if scene.object_model is not None else 0)
 
 
-def _metrics(scene: _Scene, obs, obj: _ObjectStart, result, offsets: np.ndarray,
+def _metrics(scene: SceneInputs, obs, obj: _ObjectStart, result, offsets: np.ndarray,
              contacts: ContactLabels, video: VideoInput, options: ReconOptions) -> dict:
     rig = scene.rig
     pos, deltas = rig_pose(rig, result.root, result.local)
