@@ -34,6 +34,23 @@ def sequence(template: str, seed: int, root: Path) -> Path:
     return seq.path
 
 
+def make_inputs(templates: list[str], seeds: int, root: Path) -> list[tuple[str, int]]:
+    """(template, seed) of every sequence made or found in root, in one process (compose and
+    render are not measured); a seed whose scene does not settle is left out, and said so."""
+    from grail.errors import GrailError
+
+    root.mkdir(parents=True, exist_ok=True)
+    made = []
+    for template in templates:
+        for seed in range(seeds):
+            try:
+                sequence(template, seed, root)
+                made.append((template, seed))
+            except GrailError as err:
+                print(f"{template} s{seed}: no input ({err.one_line()})", flush=True)
+    return made
+
+
 def run_one(job: tuple[str, int, str, str, str]) -> dict:
     """Reconstruct one sequence in memory with one estimator and ablation; measure against gt."""
     template, seed, human, ablation, root = job
@@ -96,8 +113,6 @@ def print_table(rows: list[dict], title: str) -> None:
 
 
 def main() -> None:
-    from grail.errors import GrailError
-
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--templates", nargs="*", default=None)
@@ -108,16 +123,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("recon_quality.json"))
     args = ap.parse_args()
-    templates = args.templates or sorted(p.stem for p in Path("scenes").glob("*.yaml"))
-    args.root.mkdir(parents=True, exist_ok=True)
-    made = []
-    for template in templates:  # make the inputs first, one process (compose and render are not measured)
-        for seed in range(args.seeds):
-            try:
-                sequence(template, seed, args.root)
-                made.append((template, seed))
-            except GrailError as err:  # a seed whose scene does not settle is left out, and said so
-                print(f"{template} s{seed}: no input ({err.one_line()})", flush=True)
+    made = make_inputs(args.templates or sorted(p.stem for p in Path("scenes").glob("*.yaml")), args.seeds, args.root)
     jobs = [(t, s, h, "full", str(args.root)) for h in args.human for t, s in made]
     if args.ablations:
         jobs += [(t, s, args.human[0], a, str(args.root)) for a in ABLATIONS if a != "full"
