@@ -10,9 +10,10 @@ import pytest
 import torch
 from grail.errors import GrailError
 from grail.recon.body import TorchRig, rotvec_to_matrix
-from grail.recon.fit_human import SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, _squat_start, fit_human
-from grail.recon.fit_start import headings, initial_roots
 from grail.recon.contacts import CONTACT_NAMES, ContactLabels
+from grail.recon.fit_human import (FREE, SPINE, SPINE_RANGE_RAD, FitOptions, HumanTerms, _squat_start, fit_human,
+                                   pelvis_pitched)
+from grail.recon.fit_start import headings, initial_roots
 from grail.recon.hoi import build_hoi, pose_of, rig_pose
 from grail.recon.keypoints import (DEPTH_ORDER_JOINTS, KEYPOINTS, MEDIAPIPE_FAR_OFFSETS_M, MEDIAPIPE_INDEX,
                                    MEDIAPIPE_NEAR_OFFSETS_M, PARTNER, depth_order_evidence, keypoint_offsets,
@@ -297,6 +298,54 @@ def test_the_spine_keeps_to_its_range_of_motion(scene):
     assert excess[0] == pytest.approx(0.0, abs=1e-12)
     assert excess[1] == pytest.approx((1.5 - SPINE_RANGE_RAD[2][1]) ** 2)
     assert excess[2] == pytest.approx((0.6 + SPINE_RANGE_RAD[1][0]) ** 2)
+
+
+def test_pelvis_pitched_moves_a_share_of_the_bend_and_keeps_the_body(scene):
+    """The back bent forward 1.0 rad: half of it moves into the pelvis, which tips forward by 0.5
+    rad about its left axis; every other bone keeps its world orientation and every joint stays
+    within millimetres (the hips lie on the pelvis' left axis). The bones the fit does not turn
+    stay at rest, as in a fit."""
+    scene_dir, _, _ = scene
+    rig = TorchRig.load(scene_dir / "character.npz")
+    spine = [rig.names.index(name) for name in SPINE]
+    local = np.random.default_rng(1).normal(0.0, 0.2, (4, rig.bones, 3))
+    local[:, [j for j, name in enumerate(rig.names) if name not in FREE]] = 0.0
+    local[:, spine, 1] = 1.0 / len(spine)
+    moved = pelvis_pitched(rig, local, 0.5)
+    assert moved[:, spine, 1].sum(axis=1) == pytest.approx(np.full(4, 0.5), abs=0.05)
+    root = np.zeros((4, 3))
+    pos, deltas = rig_pose(rig, root, local)
+    pos2, deltas2 = rig_pose(rig, root, moved)
+    forward, forward2 = deltas[:, 0, :, 0], deltas2[:, 0, :, 0]
+    tipped = np.degrees(np.arccos(np.clip((forward * forward2).sum(-1), -1, 1)))
+    assert tipped == pytest.approx(np.full(4, np.degrees(0.5)), abs=0.1)
+    pelvis = {0} | {j for j, parent in enumerate(rig.parents) if parent == 0 and rig.names[j] not in FREE}
+    kept = [j for j in range(rig.bones) if j not in pelvis]
+    assert np.abs(deltas2[:, kept] - deltas[:, kept]).max() < 1e-9
+    assert np.abs(pos2 - pos).max() < 0.005
+
+
+@pytest.mark.slow
+def test_a_fit_started_with_the_bend_in_the_back_tips_the_pelvis_like_the_truth(scene):
+    """Started from the truth with its pelvis levelled and the back bent by as much again (the
+    same joints: the fit's wrong basin when bending), the fit tips the pelvis back toward the
+    truth's only where the bend is shared with the pelvis before its last stage."""
+    scene_dir, gt, camera = scene
+    rig = TorchRig.load(scene_dir / "character.npz")
+    truth = pose_of(gt)[1]
+    truth[:, [j for j, name in enumerate(rig.names) if name not in FREE]] = 0.0
+    start = pelvis_pitched(rig, truth, -1.0)
+    obs = oracle_observations(gt.joint_names, gt.joint_pos, gt.fps, camera, OracleOptions(noise_px=0.0, dropout=0.0))
+    spine = [rig.names.index(name) for name in SPINE]
+    bent = truth[:, spine, 1].sum(axis=1) > 0.2
+    errors = []
+    for share in (0.0, 0.5):
+        fit = fit_human(obs, camera, rig, lambda p: np.zeros(len(p)), FitOptions(iterations=100, pelvis_share=share),
+                        init_local=start)
+        forward = fit.deltas[bent, 0, :, 0]
+        truth_forward = rig_pose(rig, gt.root_pos, truth)[1][bent, 0, :, 0]
+        errors.append(np.degrees(np.arccos(np.clip((forward * truth_forward).sum(-1), -1.0, 1.0))).mean())
+    assert errors[1] < 0.5 * errors[0]
 
 
 def test_standing_on_a_wrong_support_costs_a_bounded_amount(scene):
