@@ -481,10 +481,10 @@ SQUAT_PITCH_RAD = 0.2
 def pelvis_pitched(rig: TorchRig, local: np.ndarray, share: float, from_rad: float = 0.0) -> np.ndarray:
     """Local rotations (T,J,3) with `share` of the spine's forward bend (its bones' summed turns
     about the left axis) beyond `from_rad` moved into the pelvis: the root tips forward by it
-    about its own left axis and the first bones below it turn back by as much, so that every
-    bone but the root keeps its world orientation. The hips lie on the root's left axis, so the body's joints stay
-    within millimetres of where they were; only the split of the bend between the hips and the
-    back changes."""
+    about its own left axis and the first turned bones below it turn back by as much, so that
+    every bone but the pelvis (the root and its unturned halves) keeps its world orientation.
+    The hips lie on the root's left axis, so the joints stay within millimetres of where they
+    were; only the split of the bend between the hips and the back changes."""
     out = np.array(local, copy=True)
     spine = [rig.names.index(name) for name in SPINE if name in rig.names]
     bend = local[:, spine, 1].sum(axis=1) if spine else np.zeros(len(local))
