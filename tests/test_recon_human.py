@@ -338,12 +338,12 @@ def test_a_fit_started_with_the_bend_in_the_back_tips_the_pelvis_like_the_truth(
     obs = oracle_observations(gt.joint_names, gt.joint_pos, gt.fps, camera, OracleOptions(noise_px=0.0, dropout=0.0))
     spine = [rig.names.index(name) for name in SPINE]
     bent = truth[:, spine, 1].sum(axis=1) > 0.2
+    truth_forward = rig_pose(rig, gt.root_pos, truth)[1][bent, 0, :, 0]
     errors = []
     for share in (0.0, 0.5):
         fit = fit_human(obs, camera, rig, lambda p: np.zeros(len(p)), FitOptions(iterations=100, pelvis_share=share),
                         init_local=start)
         forward = fit.deltas[bent, 0, :, 0]
-        truth_forward = rig_pose(rig, gt.root_pos, truth)[1][bent, 0, :, 0]
         errors.append(np.degrees(np.arccos(np.clip((forward * truth_forward).sum(-1), -1.0, 1.0))).mean())
     assert errors[1] < 0.5 * errors[0]
 
