@@ -449,10 +449,10 @@ def test_the_depth_order_term_costs_only_a_pair_the_wrong_way_round(scene):
                        - (pos[:, rig.joint_bones[f"right_{j}"]] - eye).norm(dim=-1) for j in DEPTH_ORDER_JOINTS], 1)
     truth = -torch.sign(gap)  # +1 where the left one is nearer
     terms.order = truth
-    assert float(terms._depth_order(pos, slice(None))) == pytest.approx(0.0)
+    assert float(terms._depth_order(pos, slice(None)).sum()) == pytest.approx(0.0)
     terms.order = -0.5 * truth
     expected = 0.5 * float((gap ** 2).sum()) / terms.options.order_m ** 2
-    assert float(terms._depth_order(pos, slice(None))) == pytest.approx(expected, rel=1e-9)
+    assert float(terms._depth_order(pos, slice(None)).sum()) == pytest.approx(expected, rel=1e-9)
     assert expected > 100.0
 
 

@@ -268,16 +268,35 @@ class HumanTerms:
         """The objective's terms by name (their sum is the objective), to weigh them against each other."""
         o = self.options
         pos, deltas = self.rig.forward(root, local)
+        terms = {name: cost.sum() for name, cost in self._frame_parts(pos, deltas, local, frames).items()}
+        track = pos[:, self.tracked]
+        track = track if before is None else torch.cat([before, track], 0)
+        acc = track[2:] - 2 * track[1:-1] + track[:-2]
+        scale = torch.where(self.tracked_legs, o.accel_m, o.upper_accel_m)
+        terms["smoothness"] = ((acc ** 2).sum(-1) / scale ** 2).sum()
+        # A planted ankle stays where it stands: depth found in one frame carries over to the next ones.
+        ankles = self.rig.joints(pos, ("left_ankle", "right_ankle"))
+        planted = self.planted[frames]
+        still = torch.minimum(planted[1:], planted[:-1])
+        terms["skate"] = (still * ((ankles[1:] - ankles[:-1]) ** 2).sum(-1)).sum() / o.skate_m ** 2
+        terms["anchor"] = self._anchor(root, deltas, frames)
+        return terms
+
+    def frame_costs(self, root: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+        """(T,) each frame's own share of the objective (every term but those between frames:
+        smoothness, skate, the first frame's anchor), to compare poses frame by frame."""
+        pos, deltas = self.rig.forward(root, local)
+        return sum(self._frame_parts(pos, deltas, local, slice(None)).values())
+
+    def _frame_parts(self, pos: torch.Tensor, deltas: torch.Tensor, local: torch.Tensor,
+                     frames: slice) -> dict[str, torch.Tensor]:
+        """The terms each frame pays on its own, (T,) each."""
+        o = self.options
         uv = project_points(self.keypoints(pos, deltas), self.K, self.R_wc, self.t_wc)
         r2 = ((uv - self.kp[frames]) ** 2).sum(-1) / self.f ** 2
         # Quadratic first (it pulls from anywhere), then Geman-McClure (outliers stop mattering).
         scaled = (geman_mcclure(r2, self.robust_scale) if self.robust else r2) / self.sigma2
         reproj = (self.weight[frames] * scaled).sum(-1)
-        track = pos[:, self.tracked]
-        track = track if before is None else torch.cat([before, track], 0)
-        acc = track[2:] - 2 * track[1:-1] + track[:-2]
-        scale = torch.where(self.tracked_legs, o.accel_m, o.upper_accel_m)
-        smooth = ((acc ** 2).sum(-1) / scale ** 2).sum(-1)
         pose = (self.prior * local ** 2).sum(-1).sum(-1) + self._upright(pos, deltas, frames) + self._arms(pos, deltas)
         hinge = local[:, self.hinge_bones]
         off = hinge - (hinge * self.hinge_axes).sum(-1, keepdim=True) * self.hinge_axes
@@ -292,22 +311,17 @@ class HumanTerms:
         on = lowest ** 2 + (planted * height ** 2).sum(-1)
         on = geman_mcclure(on, o.ground_robust_m)
         ground = ((torch.relu(-height) ** 2).sum(-1) + on) / o.ground_m ** 2
-        # ... and stays where it stands: depth found in one frame carries over to the next ones.
-        ankles = self.rig.joints(pos, ("left_ankle", "right_ankle"))
-        still = torch.minimum(planted[1:], planted[:-1])
-        skate = (still * ((ankles[1:] - ankles[:-1]) ** 2).sum(-1)).sum() / o.skate_m ** 2
-        return {"reprojection": reproj.sum(), "smoothness": smooth.sum(), "pose": pose.sum(), "ground": ground.sum(),
-                "skate": skate, "anchor": self._anchor(root, deltas, frames), "physical": self._physical(pos).sum(),
+        return {"reprojection": reproj, "pose": pose, "ground": ground, "physical": self._physical(pos),
                 "order": self._depth_order(pos, frames)}
 
     def _depth_order(self, pos: torch.Tensor, frames: slice) -> torch.Tensor:
-        """How far each pair stands the wrong way round in depth, against the estimator's evidence
-        on which of the two it sees the less (FitOptions.order_m)."""
+        """(T,) how far each pair stands the wrong way round in depth, against the estimator's
+        evidence on which of the two it sees the less (FitOptions.order_m)."""
         evidence = self.order[frames]
         left, right = self.order_bones
         gap = (pos[:, left] - self.t_wc).norm(dim=-1) - (pos[:, right] - self.t_wc).norm(dim=-1)  # + : left further
         wrong = torch.where(evidence > 0, torch.relu(gap), torch.relu(-gap))
-        return (evidence.abs() * wrong ** 2).sum() / self.options.order_m ** 2
+        return (evidence.abs() * wrong ** 2).sum(-1) / self.options.order_m ** 2
 
     def _physical(self, pos: torch.Tensor) -> torch.Tensor:
         """(T,) what physics rules out (grail.recon.physical): joints inside the scene's solids,
