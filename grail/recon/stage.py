@@ -263,7 +263,7 @@ def _held_arms(scene: SceneInputs, video: VideoInput, root: np.ndarray, local: n
         grip = start.grip
         return held_arm_flips(scene.rig, root, local, video.camera.T_world_cam[:3, 3], grip.grasp, grip.release,
                               grip.hands, scene.object_model.mesh, scene.pos0, matrices_from_quats(scene.quat0),
-                              np.linalg.norm(offsets, axis=-1), options.held_arms)
+                              np.linalg.norm(offsets, axis=-1), video.fps, options.held_arms)
 
     agreed = agreed_hold(obj, lambda start: start.grip.grasp, choose,
                          lambda arms: _object_start(scene, video, root, arms, offsets, options, reuse=obj),
