@@ -1,5 +1,6 @@
 """Each holding arm's depth flip chosen through a whole hold (grail.recon.held_arms): from the
-object where it lay at the grasp, the arm's continuity and a two-handed object's rigidity."""
+object where it lay at the grasp, the arm's continuity, a two-handed object's rigidity and a
+one-handed carry's steady place against the torso."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from grail.recon.arm_flip import SIDES
 from grail.recon.body import TorchRig
 from grail.recon.held_arms import HeldArmOptions, held_arm_flips, shortest_path, walking_frames
 from grail.recon.hoi import palm_offsets, rig_pose
-from grail.recon.stage import load_scene
+from grail.recon.stage import SceneInputs, load_scene
 from grail.rotations import matrices_from_quats
 from grail.scene.camera import PinholeCamera
 from grail.video.procedural import synthesize
@@ -32,7 +33,7 @@ class Hold:
     local: np.ndarray
     eye: np.ndarray
     span: slice
-    scene: object
+    scene: SceneInputs
     reach: np.ndarray
     fps: float
 
@@ -101,8 +102,9 @@ def test_a_true_hold_is_left_as_it_is(hold):
 
 def test_an_arm_that_passes_onto_a_flip_and_back_in_mid_carry_is_held_steady(carried):
     """Between two frames where the wrist's ray grazes the forearm's reach, the fit can pass onto
-    the other wrist meeting and back, moving on continuously: neither the grasp nor the set-down
-    sees it, and the steady carry turns it back (the carried hand stays put against the torso)."""
+    the other wrist meeting and back, moving on continuously: neither the grasp nor the arm's
+    continuity tells, and the steady carry turns it back (the carried hand stays put against the
+    torso)."""
     rig, root, local, eye, span = carried.rig, carried.root, carried.local, carried.eye, carried.span
     side = SIDES[_holding_side(carried)]
     hands = tuple(s == side for s in SIDES)
