@@ -21,6 +21,7 @@ import numpy as np
 
 from grail.recon.arm_flip import SIDES, arm_configurations, turn_arm_onto
 from grail.recon.body import TorchRig
+from grail.recon.held_arms import shortest_path
 from grail.recon.hoi import rig_pose
 
 
@@ -28,24 +29,14 @@ def cheapest_path(unary: np.ndarray, points: np.ndarray, accel_m: float) -> np.n
     """(T,) the choice per frame, of S, minimising the sum of unary (S,T) and of what each change
     of choice costs: a jump of the points (S,T,B,3) from the one choice to the other in that
     frame, which the objective's accelerations charge twice, (jump / accel_m)^2 in each of the
-    two frames about it. Exact dynamic programming (Viterbi). Only changes are charged, not a
+    two frames about it (`held_arms.shortest_path`). Only changes are charged, not a
     choice's own motion: the choices other than the fit are unpolished, their tracks jitter
     where the fit's rays graze a sphere, and polishing smooths that (oracle pickup_ground s2, the
     right arm: the truth's configuration 14.5 cheaper frame by frame over 85 frames, and 15.1
     dearer in accelerations as it stood)."""
-    S, T = unary.shape
-    cost = unary[:, 0].copy()
-    back = np.zeros((T, S), int)
-    for t in range(1, T):
-        jump = points[:, None, t] - points[None, :, t]  # [from, to]
-        total = cost[:, None] + 2.0 * (jump ** 2).sum(axis=(-1, -2)) / accel_m ** 2
-        back[t] = np.argmin(total, axis=0)
-        cost = np.min(total, axis=0) + unary[:, t]
-    path = np.zeros(T, int)
-    path[-1] = np.argmin(cost)
-    for t in range(T - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
-    return path
+    jumps = points[:, None, 1:] - points[None, :, 1:]  # (S,S,T-1,B,3) [from, to] in the later frame
+    step = np.moveaxis(2.0 * (jumps ** 2).sum(axis=(-1, -2)) / accel_m ** 2, -1, 0)
+    return shortest_path(unary.T, step)
 
 
 def searched_arms(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np.ndarray,
