@@ -27,3 +27,22 @@ def wrist_flipped(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np.nd
     out = local.copy()
     out[frames[rows], b[0]], out[frames[rows], b[1]] = turned[:, 0], turned[:, 1]
     return out, frames[rows]
+
+
+def farthest_flip(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np.ndarray, side: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pose with one arm turned, in every frame, onto the depth configuration whose wrist is
+    farthest from the pose's own (a flip a fit could end on), and that configuration's elbows and
+    wrists (T,3) each."""
+    pos, deltas = rig_pose(rig, root, local)
+    b = [rig.joint_bones[f"{side}_{name}"] for name in ("shoulder", "elbow", "wrist")]
+    S, E, W = (pos[:, k] for k in b)
+    elbows, wrists, exists = arm_configurations(eye, S, E, W)
+    far = np.where(exists, np.linalg.norm(wrists - W, axis=-1), -1.0).argmax(axis=0)
+    frames = np.arange(len(root))
+    hinged, axes = hinge_axes(rig)
+    turned = reaim_arm(rig, deltas, local, tuple(b), axes.numpy()[hinged.index(b[1])], S, E,
+                       elbows[far, frames], wrists[far, frames])
+    out = local.copy()
+    out[:, b[0]], out[:, b[1]] = turned[:, 0], turned[:, 1]
+    return out, elbows[far, frames], wrists[far, frames]

@@ -1,4 +1,4 @@
-"""Shared fixtures: offscreen GL backend, and scenes composed once per test session."""
+"""Shared fixtures: offscreen GL backend, and scenes composed and synthesized once per test session."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from pathlib import Path  # noqa: E402
+from typing import NamedTuple  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -29,6 +30,37 @@ def composed(tmp_path_factory):
         if key not in cache:
             seq, _ = compose_sequence(SCENES / f"{template}.yaml", seed, root, ComposeOptions(*TEST_SIZE))
             cache[key] = seq.path
+        return cache[key]
+
+    return get
+
+
+class Truth(NamedTuple):
+    """A composed scene's ground truth: its directory, the synthesized motion, and the scene
+    camera at the benchmark's 1280x720 (where the reconstruction's pixel scales hold)."""
+
+    scene_dir: Path
+    gt: object  # grail.video.gt.GroundTruth; shared by every test that asks: read it, never write it
+    camera: object  # grail.scene.camera.PinholeCamera
+
+
+@pytest.fixture(scope="session")
+def truth_of(composed):
+    """truth_of(template, seed) -> Truth, synthesizing each pair once per session."""
+    import json
+
+    from grail.scene.camera import PinholeCamera
+    from grail.video.procedural import synthesize
+    from grail.video.render import scaled_camera
+
+    cache: dict[tuple[str, int], Truth] = {}
+
+    def get(template: str, seed: int) -> Truth:
+        key = (template, seed)
+        if key not in cache:
+            scene_dir = composed(template, seed) / "scene"
+            camera = PinholeCamera.from_json(json.loads((scene_dir / "camera.json").read_text()))
+            cache[key] = Truth(scene_dir, synthesize(scene_dir).gt, scaled_camera(camera, 1280, 720))
         return cache[key]
 
     return get

@@ -3,30 +3,25 @@ flipped arm back onto the truth."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import trimesh
-from grail.recon.arm_flip import (align, arm_configurations, choose_configuration, reaim_arm, seen_arms,
+from grail.recon.arm_flip import (align, arm_configurations, choose_configuration, seen_arms,
                                    settle_arm_flips)
 from grail.recon.body import TorchRig, hinge_axes
 from grail.recon.hoi import pose_of, rig_pose
-from grail.scene.camera import PinholeCamera
-from grail.video.procedural import synthesize
-from grail.video.render import scaled_camera
+
+from _arm_helpers import farthest_flip
 
 SIDE = "right"
 BOX = 0.2  # m, the held cube's side
 
 
 @pytest.fixture(scope="module")
-def posed(composed):
+def posed(truth_of):
     """pickup_table seed 0: (rig, root, true local rotations, camera)."""
-    scene_dir = composed("pickup_table", 0) / "scene"
-    gt = synthesize(scene_dir).gt
-    camera = scaled_camera(PinholeCamera.from_json(json.loads((scene_dir / "camera.json").read_text())), 1280, 720)
-    return (TorchRig.load(scene_dir / "character.npz"), *pose_of(gt), camera)
+    truth = truth_of("pickup_table", 0)
+    return (TorchRig.load(truth.scene_dir / "character.npz"), *pose_of(truth.gt), truth.camera)
 
 
 def _arm(rig, root, local, side=SIDE):
@@ -52,23 +47,9 @@ def test_the_four_configurations_reproject_alike_and_keep_the_bones(posed):
     assert np.linalg.norm(wrists - W, axis=-1).max(axis=0).mean() > 0.05  # and the others differ
 
 
-def _flipped(rig, root, local, eye):
-    """The truth with the right arm turned onto its configuration farthest from the true wrist."""
-    pos, deltas, bones, (S, E, W) = _arm(rig, root, local)
-    elbows, wrists, exists = arm_configurations(eye, S, E, W)
-    pick = np.where(exists, np.linalg.norm(wrists - W, axis=-1), -1).argmax(axis=0)
-    frames = np.arange(len(root))
-    hinged, axes = hinge_axes(rig)
-    turned = reaim_arm(rig, deltas, local, tuple(bones), axes.numpy()[hinged.index(bones[1])], S, E,
-                       elbows[pick, frames], wrists[pick, frames])
-    out = local.copy()
-    out[:, bones[0]], out[:, bones[1]] = turned[:, 0], turned[:, 1]
-    return out, elbows[pick, frames], wrists[pick, frames]
-
-
 def test_reaiming_the_arm_puts_elbow_and_wrist_on_their_targets(posed):
     rig, root, local, camera = posed
-    flipped, elbow, wrist = _flipped(rig, root, local, camera.T_world_cam[:3, 3])
+    flipped, elbow, wrist = farthest_flip(rig, root, local, camera.T_world_cam[:3, 3], SIDE)
     _, _, _, (S, E, W) = _arm(rig, root, flipped)
     assert np.abs(E - elbow).max() < 1e-6 and np.abs(W - wrist).max() < 1e-6
     _, _, _, (S0, _, _) = _arm(rig, root, local)
@@ -79,7 +60,7 @@ def test_reaiming_the_arm_puts_elbow_and_wrist_on_their_targets(posed):
 
 def test_a_reaimed_forearm_bends_about_its_hinge_only_and_forward(posed):
     rig, root, local, camera = posed
-    flipped, _, _ = _flipped(rig, root, local, camera.T_world_cam[:3, 3])
+    flipped, _, _ = farthest_flip(rig, root, local, camera.T_world_cam[:3, 3], SIDE)
     hinged, axes = hinge_axes(rig)
     fore = rig.joint_bones[f"{SIDE}_elbow"]
     axis = axes.numpy()[hinged.index(fore)]
@@ -108,7 +89,7 @@ def test_a_held_cube_turns_a_flipped_arm_back_onto_the_truth(posed):
     centre = W + (reach + 0.016 + BOX / 2) * forearm  # the palm touches the cube's face ahead of it
     mesh = trimesh.creation.box(extents=(BOX, BOX, BOX))
     rot = np.repeat(np.eye(3)[None], len(root), 0)
-    flipped, _, wrist = _flipped(rig, root, local, eye)
+    flipped, _, wrist = farthest_flip(rig, root, local, eye, SIDE)
     far = np.flatnonzero(np.linalg.norm(wrist - W, axis=-1) > 0.15)
     held = np.zeros((len(root), 2), bool)
     held[far[len(far) // 3:], 1] = True  # the first third of the flipped frames not held

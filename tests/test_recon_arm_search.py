@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from grail.recon.arm_flip import arm_configurations, turn_arm_onto
 from grail.recon.arm_search import cheapest_path, searched_arms
 from grail.recon.body import TorchRig
 from grail.recon.fit_human import FitOptions, HumanTerms
 from grail.recon.hoi import pose_of, rig_pose
 from grail.recon.oracle import OracleOptions, oracle_observations
-from grail.scene.camera import PinholeCamera
-from grail.video.procedural import synthesize
-from grail.video.render import scaled_camera
+
+from _arm_helpers import farthest_flip
 
 ACCEL = 0.018
 
@@ -51,12 +47,10 @@ def test_a_change_across_a_gap_is_taken_only_when_it_pays_for_the_jump():
 
 
 @pytest.fixture(scope="module")
-def truth(composed):
+def truth(truth_of):
     """pickup_table seed 0: (rig, root, true local rotations, camera, the fit's objective on exact
     keypoints, set as for its last stage)."""
-    scene_dir = composed("pickup_table", 0) / "scene"
-    gt = synthesize(scene_dir).gt
-    camera = scaled_camera(PinholeCamera.from_json(json.loads((scene_dir / "camera.json").read_text())), 1280, 720)
+    scene_dir, gt, camera = truth_of("pickup_table", 0)
     rig = TorchRig.load(scene_dir / "character.npz")
     obs = oracle_observations(gt.joint_names, gt.joint_pos, gt.fps, camera, OracleOptions(noise_px=0, dropout=0))
     options = FitOptions()
@@ -67,17 +61,8 @@ def truth(composed):
 
 
 def _flipped_right_arm(rig, root, local, eye):
-    """The pose with the right arm turned onto its configuration farthest from the truth in every
-    frame, and the right wrist bone."""
-    pos, deltas = rig_pose(rig, root, local)
-    bones = [rig.joint_bones[f"right_{name}"] for name in ("shoulder", "elbow", "wrist")]
-    elbows, wrists, exists = arm_configurations(eye, *(pos[:, b] for b in bones))
-    far = np.where(exists, np.linalg.norm(wrists - pos[:, bones[2]], axis=-1), -1.0).argmax(axis=0)
-    frames = np.arange(len(root))
-    flipped = np.array(local, copy=True)
-    turn_arm_onto(rig, pos, deltas, local, flipped, np.zeros((len(root), 2), bool), 1, frames,
-                  elbows[far, frames], wrists[far, frames])
-    return flipped, bones[2]
+    """The truth with the right arm on its farthest flip (`farthest_flip`), and the right wrist bone."""
+    return farthest_flip(rig, root, local, eye, "right")[0], rig.joint_bones["right_wrist"]
 
 
 def test_an_arm_turned_onto_a_wrong_flip_is_found_back(truth):

@@ -4,7 +4,6 @@ one-handed carry's steady place against the torso."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -12,13 +11,9 @@ import pytest
 from grail.recon.arm_flip import SIDES
 from grail.recon.body import TorchRig
 from grail.recon.held_arms import HeldArmOptions, held_arm_flips, shortest_path, walking_frames
-from grail.recon.hoi import palm_offsets, rig_pose
+from grail.recon.hoi import palm_offsets, pose_of, rig_pose
 from grail.recon.stage import SceneInputs, load_scene
 from grail.rotations import matrices_from_quats
-from grail.scene.camera import PinholeCamera
-from grail.video.procedural import synthesize
-from grail.video.render import scaled_camera
-from scipy.spatial.transform import Rotation
 
 from _arm_helpers import wrist_flipped
 
@@ -38,30 +33,26 @@ class Hold:
     fps: float
 
 
-def _hold_of(composed, template: str) -> Hold:
-    seq = composed(template, 0)
-    scene_dir = seq / "scene"
-    gt = synthesize(scene_dir).gt
-    camera = scaled_camera(PinholeCamera.from_json(json.loads((scene_dir / "camera.json").read_text())), 1280, 720)
-    q = gt.joint_rot
-    local = Rotation.from_quat(np.concatenate([q[..., 1:], q[..., :1]], -1).reshape(-1, 4)).as_rotvec()
+def _hold_of(truth_of, template: str) -> Hold:
+    scene_dir, gt, camera = truth_of(template, 0)
+    root, local = pose_of(gt)
     held = np.flatnonzero(gt.object_held[:, 0])
     rig = TorchRig.load(scene_dir / "character.npz")
     reach = np.linalg.norm(palm_offsets(scene_dir / "character.npz", rig), axis=-1)
-    return Hold(rig, gt.root_pos, local.reshape(q.shape[:-1] + (3,)), camera.T_world_cam[:3, 3],
-                slice(held[0], held[-1] + 1), load_scene(seq), reach, gt.fps)
+    return Hold(rig, root, local, camera.T_world_cam[:3, 3], slice(held[0], held[-1] + 1),
+                load_scene(scene_dir.parent), reach, gt.fps)
 
 
 @pytest.fixture(scope="module")
-def hold(composed):
+def hold(truth_of):
     """pickup_table seed 0, carried in both hands to the end."""
-    return _hold_of(composed, "pickup_table")
+    return _hold_of(truth_of, "pickup_table")
 
 
 @pytest.fixture(scope="module")
-def carried(composed):
+def carried(truth_of):
     """place_table seed 0, carried in one hand and set down on the table."""
-    return _hold_of(composed, "place_table")
+    return _hold_of(truth_of, "place_table")
 
 
 def _wrist(rig, root, local, side):

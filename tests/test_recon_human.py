@@ -21,18 +21,14 @@ from grail.recon.keypoints import (DEPTH_ORDER_JOINTS, KEYPOINTS, MEDIAPIPE_FAR_
 from grail.recon.observations import Observations
 from grail.recon.oracle import OracleOptions, oracle_observations
 from grail.scene.camera import PinholeCamera
-from grail.video.procedural import synthesize
 from grail.video.render import scaled_camera
 from scipy.spatial.transform import Rotation
 
 
 @pytest.fixture(scope="module")
-def scene(composed):
+def scene(truth_of):
     """pickup_table seed 0: (scene dir, ground truth, camera at 1280x720)."""
-    scene_dir = composed("pickup_table", 0) / "scene"
-    gt = synthesize(scene_dir).gt
-    camera = PinholeCamera.from_json(json.loads((scene_dir / "camera.json").read_text()))
-    return scene_dir, gt, scaled_camera(camera, 1280, 720)
+    return truth_of("pickup_table", 0)
 
 
 def test_rotvec_matches_scipy_and_is_smooth_at_zero():
@@ -200,12 +196,11 @@ def test_a_second_look_finds_a_small_person_the_video_pass_missed(rendered):
     assert filled.sum() > 8 * 8 and np.median(error[filled]) < 6.0, np.median(error[filled])
 
 
-def test_support_map_finds_the_treads_under_the_planted_feet(composed):
+def test_support_map_finds_the_treads_under_the_planted_feet(truth_of):
     """On the stairs, every planted ankle stands its rest height above the support the map gives."""
     from grail.recon.supports import SupportMap
 
-    scene_dir = composed("stairs_up", 0) / "scene"
-    gt = synthesize(scene_dir).gt
+    scene_dir, gt, _ = truth_of("stairs_up", 0)
     support = SupportMap.from_scene(scene_dir / "scene.xml", gt.root_pos[:, :2].mean(axis=0), half_extent=3.0)
     assert support.heights.max() > 0.3  # the treads are there
     for side in ("left", "right"):

@@ -10,7 +10,6 @@ import torch
 from grail.recon.body import TorchRig
 from grail.recon.physical import SceneSolids, balance_excess, centre_of_mass, segment_weights
 from grail.recon.supports import SupportMap
-from grail.video.procedural import synthesize
 
 
 @pytest.fixture(scope="module")
@@ -83,21 +82,16 @@ def test_balance_excess_is_the_horizontal_distance_beyond_reach():
     assert np.allclose(excess, [0.15, 0.0, 0.15, 0.3 * np.sqrt(2) - 0.35], atol=1e-12)  # the last beyond an end
 
 
-def test_the_ground_truth_breaks_no_physical_term(composed):
+def test_the_ground_truth_breaks_no_physical_term(truth_of):
     """The procedural motions (sitting down, reaching to the table) stay out of the scene's
     solids and within reach of their feet: the terms cost next to nothing at the truth (a wrist over
     the table may come a millimetre or two inside its 3 cm margin)."""
-    import json
-
     from grail.recon.fit_human import FitOptions, HumanTerms
     from grail.recon.oracle import oracle_observations
-    from grail.scene.camera import PinholeCamera
 
     for template in ("sit_chair", "pickup_table"):
-        scene_dir = composed(template, 0) / "scene"
-        gt = synthesize(scene_dir).gt
+        scene_dir, gt, camera = truth_of(template, 0)
         rig = TorchRig.load(scene_dir / "character.npz")
-        camera = PinholeCamera.from_json(json.loads((scene_dir / "camera.json").read_text()))
         obs = oracle_observations(gt.joint_names, gt.joint_pos, gt.fps, camera)
         solids = SceneSolids.from_scene(scene_dir / "scene.xml", tuple(o for o in gt.object_names))
         terms = HumanTerms(obs, camera, rig, lambda p: np.zeros(len(p)), FitOptions(), solids=solids)
