@@ -11,18 +11,20 @@ from grail.errors import GrailError
 from grail.recon.contacts import ContactOptions, clean_runs, foot_contacts, hand_contacts
 from grail.recon.body import TorchRig
 from grail.recon.hoi import palm_offsets, palms, pose_of, rig_pose
+from grail.recon.interaction import ColourEvidence, body_mask
 from grail.recon.keypoints import KEYPOINTS
 from grail.recon.object_track import ObjectModel
 from grail.recon.observations import Observations
 from grail.recon.oracle import OracleOptions
 from grail.recon.perception import PerceptionOptions, check_gaps
 from grail.recon.quality import FilterThresholds, QualityInputs, quality_metrics
-from grail.recon.stage import ReconOptions, reconstruct_sequence
+from grail.recon.stage import ReconOptions, _body_in_front, reconstruct_sequence
 from grail.recon.supports import SupportMap
 from grail.recon.video_input import load_video, resample_frames
 from grail.render.video_io import VideoWriter, read_frames, read_video_info
 from grail.retarget.source import source_file
 from grail.rotations import matrices_from_quats
+from grail.scene.camera import PinholeCamera
 from grail.video.generate import GenerateOptions, generate_sequence
 from grail.video.gt import GroundTruth
 
@@ -186,6 +188,30 @@ def test_filter_names_each_failed_criterion(damage, reason):
         q.hand_contact[36:] = False  # 11 of the lift's 23 steps: 0.14 m
     f = quality_metrics(q, FilterThresholds())["filter"]
     assert not f["passed"] and len(f["reasons"]) == 1 and reason in f["reasons"][0], f["reasons"]
+
+
+def test_the_mask_measure_leaves_out_the_body_in_front_of_the_object():
+    """A 30 cm box 4 m away with a person standing a metre in front of it, over part of it: the
+    person's pixels look like the person, not the box, so scored with them the box seems partly
+    lost. Left out, the box agrees in full over what shows of it; with the box in front of the
+    person, nothing is left out."""
+    camera = PinholeCamera.look_at((0.0, -4.0, 1.0), (0.0, 0.0, 1.0), 50.0, 320, 180)
+    hull = 0.15 * np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+    box, turn = np.array([0.0, 0.0, 1.0]), np.eye(3)
+    standing = {"left_hip": (0.1, 0.95), "right_hip": (-0.1, 0.95), "left_knee": (0.1, 0.5),
+                "right_knee": (-0.1, 0.5), "left_ankle": (0.1, 0.08), "right_ankle": (-0.1, 0.08),
+                "left_shoulder": (0.2, 1.45), "right_shoulder": (-0.2, 1.45), "left_elbow": (0.25, 1.15),
+                "right_elbow": (-0.25, 1.15), "neck": (0.0, 1.55), "head": (0.0, 1.7)}
+    joints = {name: np.array([[0.25 + x, -1.0, z]]) for name, (x, z) in standing.items()}
+    person = body_mask(camera, joints, np.array([np.inf]))[0]
+    evidence = ColourEvidence(lambda t: np.where(person, 0.1, 0.9), 1, None)
+    plain, seen = evidence.agreement(0, camera, hull, box, turn)
+    assert seen == 1.0 and 0.3 < plain < 0.9  # the person covers part of the box
+    hidden = _body_in_front(camera, joints)
+    agree, seen = evidence.agreement(0, camera, hull, box, turn, hidden(0, 4.0))
+    assert agree == 1.0 and 0.1 < seen < 0.7
+    assert not hidden(0, 2.0).any()  # the box 2 m away, in front of the person
+    assert evidence.agreement(0, camera, hull, box, turn, hidden(0, 2.0)) == (plain, 1.0)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -217,7 +217,7 @@ class ColourEvidence:
                   hidden: np.ndarray | None = None) -> tuple[float, float]:
         """(share of the silhouette's visible pixels that look like the object, share of the
         silhouette visible): the mask-tracking measure under occlusion by the hands (and `hidden`
-        (H,W), more pixels to leave out)."""
+        (H,W), more pixels to leave out: the quality filter passes the body in front of the object)."""
         sil = self._silhouette(camera, hull, pos, rot)
         if sil is None:
             return 0.0, 0.0

@@ -48,7 +48,8 @@ class QualityInputs:
     object_depth: np.ndarray       # (T,) how far the object's lowest point is below its support (m, >= 0)
     object_pos: np.ndarray | None  # (T,3)
     object_score: np.ndarray | None  # (T,) share of the visible silhouette that looks like the object, relative
-                                     # to the known first frame's share, at most 1 (NaN: hidden in the hand)
+                                     # to the known first frame's share, at most 1 (NaN: hidden, by the hands
+                                     # or by the body in front of it)
     object_lost: np.ndarray | None   # (T,) bool
 
 

@@ -47,6 +47,7 @@ from grail.recon.refine import RefineOptions, SceneTerms, project, refine
 from grail.recon.supports import SupportMap, under_object
 from grail.recon.video_input import VideoInput, load_video
 from grail.rotations import matrices_from_quats, quats_from_matrices
+from grail.scene.camera import PinholeCamera
 from grail.scene.spec import load_resolved
 from grail.sequence import Sequence, StageResult, hash_file
 from grail.video.gt import GroundTruth
@@ -373,11 +374,16 @@ def _metrics(scene: SceneInputs, obs, obj: _ObjectStart, result, offsets: np.nda
         hull = result.object_pos[:, None] + np.einsum("tij,vj->tvi", rot, _hull(scene.object_model))
         object_depth = np.maximum(0.0, under_object(scene.support, hull) - hull[..., 2]).max(axis=1)
         object_pos = result.object_pos
-        agree = np.array([obj.evidence.agreement(t, video.camera, obj.energy.hull, object_pos[t], rot[t])
-                          for t in range(T)])  # the fitted hands' pixels left out
+        # the fitted hands' pixels left out, and the body's where it is in front of the object
+        hidden = _body_in_front(video.camera, {name: pos[:, bone] for name, bone in rig.joint_bones.items()})
+        depth = video.camera.world_to_camera(object_pos)[:, 2]
+        agree = np.array([obj.evidence.agreement(t, video.camera, obj.energy.hull, object_pos[t], rot[t],
+                                                 hidden(t, depth[t])) for t in range(T)])
         # relative to frame 0 at the known first pose: how much a colour-alike table or floor
         # confuses the colour model is the scene's, not the reconstruction's
-        baseline = obj.evidence.agreement(0, video.camera, obj.energy.hull, scene.pos0, matrices_from_quats(scene.quat0))[0]
+        rot0 = matrices_from_quats(scene.quat0)
+        depth0 = video.camera.world_to_camera(scene.pos0[None])[0, 2]
+        baseline = obj.evidence.agreement(0, video.camera, obj.energy.hull, scene.pos0, rot0, hidden(0, depth0))[0]
         relative = np.minimum(1.0, agree[:, 0] / max(baseline, 1e-6))
         score = np.where(agree[:, 1] >= options.thresholds.visible_share, relative, np.nan)
         lost = score < options.thresholds.lost_agreement
@@ -390,6 +396,17 @@ def _metrics(scene: SceneInputs, obs, obj: _ObjectStart, result, offsets: np.nda
              video={"width": video.camera.width, "height": video.camera.height, "fps": video.fps,
                     "source_fps": video.source_fps, "source_frames": video.source_frames})
     return m
+
+
+def _body_in_front(camera: PinholeCamera, joints: dict[str, np.ndarray]) -> Callable[[int, float], np.ndarray]:
+    """hidden(t, depth) -> (H,W) bool: the reconstructed body's pixels at frame t where it is nearer
+    the camera than `depth` (m along the optical axis). The mask-tracking measure leaves them out
+    as it leaves out the hands: a box carried behind the body is hidden, not lost (oracle
+    pickup_ground s2, its box 3.3 cm off: mask error 0.26 and 37 frames lost as scored with the body's
+    pixels, 0.14 and none without them)."""
+    def hidden(t: int, depth: float) -> np.ndarray:
+        return body_mask(camera, {name: track[t:t + 1] for name, track in joints.items()}, np.array([depth]))[0]
+    return hidden
 
 
 def _save_observations(path: Path, rec: Reconstruction) -> None:
