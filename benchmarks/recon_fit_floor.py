@@ -16,11 +16,12 @@ import argparse
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from recon_quality import make_inputs, sequence
+from recon_quality import make_inputs, oracle_options, sequence
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -33,7 +34,6 @@ def run_one(job: tuple[str, int, float, float, int, str]) -> dict:
     from grail.recon.fit_human import FitOptions, fit_human
     from grail.recon.hoi import pose_of
     from grail.recon.optim import minimise
-    from grail.recon.oracle import OracleOptions
     from grail.recon.perception import PerceptionOptions, perceive_human
     from grail.recon.stage import load_scene
     from grail.recon.video_input import load_video
@@ -43,7 +43,8 @@ def run_one(job: tuple[str, int, float, float, int, str]) -> dict:
     seq = sequence(template, seed, Path(root))
     video, scene = load_video(seq), load_scene(seq)
     gt = GroundTruth.load(seq / "video" / "gt.npz")
-    perception = PerceptionOptions(human="oracle", oracle=OracleOptions(noise_px=noise, dropout=dropout))
+    oracle = replace(oracle_options(template, seed), noise_px=noise, dropout=dropout)
+    perception = PerceptionOptions(human="oracle", oracle=oracle)
     obs = perceive_human(video, seq, perception, None)
     fit = fit_human(obs, video.camera, scene.rig, scene.support, FitOptions(), first_root=scene.placement,
                     solids=scene.solids)
