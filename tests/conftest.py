@@ -7,9 +7,13 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from pathlib import Path  # noqa: E402
-from typing import NamedTuple  # noqa: E402
+from typing import TYPE_CHECKING, NamedTuple  # noqa: E402
 
 import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    from grail.scene.camera import PinholeCamera
+    from grail.video.gt import GroundTruth
 
 REPO = Path(__file__).resolve().parents[1]
 SCENES = REPO / "scenes"
@@ -40,8 +44,8 @@ class Truth(NamedTuple):
     camera at the benchmark's 1280x720 (where the reconstruction's pixel scales hold)."""
 
     scene_dir: Path
-    gt: object  # grail.video.gt.GroundTruth; shared by every test that asks: read it, never write it
-    camera: object  # grail.scene.camera.PinholeCamera
+    gt: GroundTruth  # shared by every test that asks for it: read it, never write it
+    camera: PinholeCamera
 
 
 @pytest.fixture(scope="session")
