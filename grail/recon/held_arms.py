@@ -107,8 +107,8 @@ def _arm(eye: np.ndarray, S: np.ndarray, E: np.ndarray, W: np.ndarray, torso: np
          grasp: int, mesh: trimesh.Trimesh, pos0: np.ndarray, rot0: np.ndarray, palm_reach: float,
          options: HeldArmOptions) -> _Arm:
     """An arm's configurations over the path's frames (S, E, W: its fitted joints, (n,3) each;
-    torso (n,4,4): the torso's frames, `torso_frames`; walking (n,): `walking_frames`), the grasp
-    at index `grasp`, and their costs."""
+    torso (n,4,4): the torso's frames, `torso_frames`; walking (n,): the frames that pay the
+    steady place, none where it is off), the grasp at index `grasp`, and their costs."""
     elbows, wrists, _ = arm_configurations(eye, S, E, W)
     o = options
     fitted = (np.linalg.norm(elbows - E, axis=-1) + np.linalg.norm(wrists - W, axis=-1)).argmin(axis=0)
@@ -122,7 +122,7 @@ def _arm(eye: np.ndarray, S: np.ndarray, E: np.ndarray, W: np.ndarray, torso: np
     travel = lambda p: ((p[None, :, 1:] - p[:, None, :-1]) ** 2).sum(-1)  # noqa: E731  (4,4,n-1)
     step = np.moveaxis(travel(elbows) + travel(wrists), -1, 0) / o.step_m ** 2
     unary = unary.T
-    if o.steady_m is not None and walking.any():
+    if walking.any():
         held_at = np.einsum("tji,ctj->cti", torso[:, :3, :3], wrists - torso[None, :, :3, 3])
         unary = unary + steady_costs(held_at, walking, unary, step, o)
     return _Arm(elbows, wrists, fitted, unary, step)
@@ -186,7 +186,8 @@ def held_arm_flips(rig: TorchRig, root: np.ndarray, local: np.ndarray, eye: np.n
     torso = torso_frames(pos[frames], rig.joint_bones)
     # one hand only: two are held together by the object's rigidity (`span_m`), and a steady place
     # chosen for each pulled both off it (MediaPipe pickup_ground s0: object 2.3 -> 5.2 cm)
-    walking = walking_frames(torso, fps, options) if len(sides) == 1 else np.zeros(len(frames), bool)
+    steady = options.steady_m is not None and len(sides) == 1
+    walking = walking_frames(torso, fps, options) if steady else np.zeros(len(frames), bool)
     arms = {k: _arm(eye, *(pos[frames, bones[k][name]] for name in ("shoulder", "elbow", "wrist")), torso, walking,
                     grasp - frames[0], mesh, pos0, rot0, palm_reach[k], options) for k in sides}
     if len(sides) == 1:
