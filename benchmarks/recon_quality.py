@@ -122,9 +122,21 @@ def print_table(rows: list[dict], title: str) -> None:
               f"{_mean([r['contact_m'] for r in rs]):9.4f} {_mean([r['penetration_pct'] for r in rs]):6.2f} "
               f"{_mean([r['human_smooth'] for r in rs]):8.4f} {_mean([r['object_smooth'] for r in rs]):8.4f} "
               f"{sum(bool(r['passed']) for r in rs):2d}/{len(rs):<2d} {_mean([r['seconds'] for r in rs]):6.1f}")
+    print_joints(ok)
     for r in rows:
         if "error" in r:
             print(f"  {r['template']} s{r['seed']}: FAILED {r['error']}")
+
+
+def print_joints(rows: list[dict]) -> None:
+    """Each joint's error over all rows, worst first: where the MPJPE comes from (the oracle's is
+    mostly its wrists' and elbows', placed wrong along the camera's rays)."""
+    if not rows:
+        return
+    names = list(rows[0]["per_joint"])
+    means = {name: _mean([r["per_joint"][name] for r in rows]) for name in names}
+    worst = sorted(names, key=lambda name: -means[name])
+    print("  per joint, mm: " + ", ".join(f"{name} {means[name]:.1f}" for name in worst))
 
 
 def main() -> None:
