@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from grail.recon.arm_flip import SIDES
 from grail.recon.body import TorchRig
-from grail.recon.held_arms import HeldArmOptions, held_arm_flips, shortest_path, walking_frames
+from grail.recon.held_arms import HeldArmOptions, held_arm_flips, walking_frames
 from grail.recon.hoi import palm_offsets, pose_of, rig_pose
 from grail.recon.stage import SceneInputs, load_scene
 from grail.rotations import matrices_from_quats
@@ -118,13 +118,6 @@ def _holding_side(h: Hold) -> int:
     """The hand (0 left, 1 right) whose wrist is nearest the object where it lay, at the grasp."""
     pos = rig_pose(h.rig, h.root, h.local)[0][h.span.start]
     return int(np.argmin([np.linalg.norm(pos[h.rig.joint_bones[f"{side}_wrist"]] - h.scene.pos0) for side in SIDES]))
-
-
-def test_the_shortest_path_pays_a_switch_only_where_it_saves_more():
-    unary = np.array([[0.0, 5.0], [3.0, 0.0], [3.0, 0.0], [3.0, 0.0]])
-    step = np.broadcast_to(np.array([[0.0, 4.0], [4.0, 0.0]]), (3, 2, 2))
-    assert shortest_path(unary, step).tolist() == [0, 1, 1, 1]  # 4 to switch, 9 saved
-    assert shortest_path(unary[:2], step[:1]).tolist() == [0, 0]  # 4 to switch, 3 saved
 
 
 def test_walking_frames_are_those_the_torso_moves_over_the_ground_in():

@@ -21,15 +21,15 @@ import numpy as np
 
 from grail.recon.arm_flip import SIDES, arm_configurations, turn_arm_onto
 from grail.recon.body import TorchRig
-from grail.recon.held_arms import shortest_path
 from grail.recon.hoi import rig_pose
+from grail.recon.viterbi import shortest_path
 
 
 def cheapest_path(unary: np.ndarray, points: np.ndarray, accel_m: float) -> np.ndarray:
     """(T,) the choice per frame, of S, minimising the sum of unary (S,T) and of what each change
     of choice costs: a jump of the points (S,T,B,3) from the one choice to the other in that
     frame, which the objective's accelerations charge twice, (jump / accel_m)^2 in each of the
-    two frames about it (`held_arms.shortest_path`). Only changes are charged, not a
+    two frames about it (`viterbi.shortest_path`). Only changes are charged, not a
     choice's own motion: the choices other than the fit are unpolished, their tracks jitter
     where the fit's rays graze a sphere, and polishing smooths that (oracle pickup_ground s2, the
     right arm: the truth's configuration 14.5 cheaper frame by frame over 85 frames, and 15.1

@@ -35,6 +35,7 @@ from grail.recon.arm_flip import SIDES, arm_configurations, palm_gaps, turn_arm_
 from grail.recon.body import TorchRig
 from grail.recon.hoi import rig_pose
 from grail.recon.interaction import torso_heading
+from grail.recon.viterbi import shortest_path
 from grail.video.body import rot_z
 
 
@@ -87,20 +88,6 @@ class _Arm:
     fitted: np.ndarray   # (n,) which one the fit is
     unary: np.ndarray    # (n,4)
     step: np.ndarray     # (n-1,4,4) from a configuration to the next frame's
-
-
-def shortest_path(unary: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """(n,) the states of least total cost: unary (n,S) per frame and state, step (n-1,S,S) from
-    each state to each of the next frame's (Viterbi)."""
-    cost, back = unary[0].copy(), np.zeros(unary.shape, int)
-    for t in range(1, len(unary)):
-        total = cost[:, None] + step[t - 1]
-        back[t] = total.argmin(axis=0)
-        cost = total.min(axis=0) + unary[t]
-    path = [int(cost.argmin())]
-    for t in range(len(unary) - 1, 0, -1):
-        path.append(int(back[t, path[-1]]))
-    return np.array(path[::-1])
 
 
 def _arm(eye: np.ndarray, S: np.ndarray, E: np.ndarray, W: np.ndarray, torso: np.ndarray, walking: np.ndarray,
