@@ -285,7 +285,7 @@ def _object_start(scene: SceneInputs, video: VideoInput, root: np.ndarray, local
     bones = {k: [rig.joint_bones[f"{side}_{k}"] for side in ("left", "right")] for k in ("elbow", "wrist")}
     wrists = pos[:, bones["wrist"]]
     mask = hand_mask(video.camera, pos[:, bones["elbow"]], wrists, 2 * hand - wrists, options.interaction)
-    joints = {name: pos[:, bone] for name, bone in scene.rig.joint_bones.items()}
+    joints = _named_joints(rig, pos)
     if reuse is not None:
         track, energy, evidence, departed = reuse.track, reuse.energy, reuse.evidence, reuse.departed
     else:
@@ -319,6 +319,11 @@ def _reaching_arms(scene: SceneInputs, video: VideoInput, obs: Observations, roo
                                   np.repeat(scene.pos0[None], T, 0), np.repeat(matrices_from_quats(scene.quat0)[None], T, 0),
                                   np.linalg.norm(offsets, axis=-1), options.refine.flip_margin_m, options.reach_flip_m)
     return flipped
+
+
+def _named_joints(rig: TorchRig, pos: np.ndarray) -> dict[str, np.ndarray]:
+    """Each named joint's track (T,3) from the posed bones (T,B,3)."""
+    return {name: pos[:, bone] for name, bone in rig.joint_bones.items()}
 
 
 def _joint_names(rig: TorchRig) -> list[str]:
@@ -375,7 +380,7 @@ def _metrics(scene: SceneInputs, obs, obj: _ObjectStart, result, offsets: np.nda
         object_depth = np.maximum(0.0, under_object(scene.support, hull) - hull[..., 2]).max(axis=1)
         object_pos = result.object_pos
         # the fitted hands' pixels left out, and the body's where it is in front of the object
-        hidden = _body_in_front(video.camera, {name: pos[:, bone] for name, bone in rig.joint_bones.items()})
+        hidden = _body_in_front(video.camera, _named_joints(rig, pos))
         depth = video.camera.world_to_camera(object_pos)[:, 2]
         agree = np.array([obj.evidence.agreement(t, video.camera, obj.energy.hull, object_pos[t], rot[t],
                                                  hidden(t, depth[t])) for t in range(T)])
