@@ -100,16 +100,24 @@ class FitOptions:
     # 2-4 cm over the stance foot at a 10-15 cm step width (gait literature); a side view sees that
     # only as depth. Oracle 3 px, 12 clips: 23.9 -> 22.1 mm; MediaPipe, 8 clips: 48.1 -> 46.3.
     sway: float = 0.35
-    arm_side_m: float = 0.1         # elbows and wrists out to the side of their shoulder ...
+    arm_side_m: float = 0.1         # elbows (wrists: wrist_side_m) out to the side of their shoulder ...
     # ... around this far outward: relaxed arms hang clear of the torso (the templates' ground
     # truth: elbows and wrists 4.5 cm outward of their shoulder). Centred at 0 the prior drew the
     # arms in, and a side view then pushed the body away from the camera. Fit alone, 27 clips
     # (seeds 0-2): MediaPipe 42.2 -> 41.1 mm (0.045 alike); oracle 3 px, seed 0: 21.5 -> 21.2 (0.045: 22.1).
     arm_out_m: float = 0.025
-    # In the last stage (the basin found) the arms and hinges are looser: hands work in front of the
-    # body and knees turn a little off their hinge; at the tighter scales a fit started at the
+    # In the last stage (the basin found) the elbows and hinges are looser: hands work in front of
+    # the body and knees turn a little off their hinge; at the tighter scales a fit started at the
     # truth, with exact keypoints, moved 15 mm from it (wrists 30 mm), at the looser ones 11 (wrists 15).
     final_arm_side_m: float = 0.3
+    # The wrists keep this scale through every stage: loosened too, a forearm that crosses the
+    # camera's rays, where a pixel hardly tells its depth, drifted along them on noisy keypoints
+    # (oracle 3 px, fit alone: the near wrist ~3 cm toward the camera through whole walks). Whole
+    # stage, 45 clips each: MediaPipe object 2.87 -> 2.65 cm, MPJPE 38.3 -> 38.5 mm (pelvis-relative
+    # 29.7 -> 28.5; walks 36.0 -> 37.2, object clips 41.1 -> 40.1); oracle MPJPE 20.4 -> 20.1 mm
+    # (wrists 41.3 / 29.5 -> 33.6 / 28.7), object 1.98 -> 2.05 cm. The elbows kept at it too:
+    # oracle 19.8 mm, object 2.0, but MediaPipe MPJPE 38.6, object 2.86, a filter failure.
+    wrist_side_m: float = 0.1
     final_hinge_rad: float = 0.5
     rotation_other: float = 0.15    # rad: clavicles (and the bones the fit does not turn)
     ground_m: float = 0.01          # ankles on their support
@@ -249,14 +257,16 @@ class HumanTerms:
     def _arms(self, pos: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
         """(T,) elbows and wrists stay near the vertical plane `arm_out_m` outward of their
         shoulder: arms hang by the body and hands work in front of it (the rig's A-pose rest is no
-        resting pose). A side view cannot tell a hand beside the body from one in front of it: this does."""
+        resting pose). A side view cannot tell a hand beside the body from one in front of it: this
+        does. The elbows' scale is arm_side_m, the wrists' wrist_side_m."""
         left = deltas[:, self.chest, :, 1]
+        o = self.options
         cost = pos.new_zeros(len(pos))
         for outward, shoulder, elbow, wrist in self.arm_chains:
-            for joint in (elbow, wrist):
+            for joint, scale in ((elbow, o.arm_side_m), (wrist, o.wrist_side_m)):
                 out = outward * ((pos[:, joint] - pos[:, shoulder]) * left).sum(-1)
-                cost = cost + (out - self.options.arm_out_m) ** 2
-        return cost / self.options.arm_side_m ** 2
+                cost = cost + (out - o.arm_out_m) ** 2 / scale ** 2
+        return cost
 
     def _anchor(self, root: torch.Tensor, deltas: torch.Tensor, frames: slice) -> torch.Tensor:
         """The known placement of the first frame (the scene's T_world_root): its root over the
