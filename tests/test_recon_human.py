@@ -396,6 +396,23 @@ def test_the_arm_prior_is_centred_outward_of_each_shoulder(scene):
     assert costs[-0.045] > 2.0 * costs[0.0], costs
 
 
+def test_the_wrists_and_elbows_pay_the_arm_prior_at_their_own_scales(scene):
+    """The elbows' sideways offsets cost over arm_side_m, the wrists' over wrist_side_m (which the
+    fit's last stage keeps while it loosens the elbows): each part scales with its own scale only."""
+    _, gt, _ = scene
+    root, local = torch.tensor(gt.root_pos), torch.tensor(pose_of(gt)[1])
+
+    def cost(elbow_m: float, wrist_m: float) -> float:
+        terms, rig = _terms(scene, lambda p: np.zeros(len(p)), arm_side_m=elbow_m, wrist_side_m=wrist_m)
+        pos, deltas = rig.forward(root, local)
+        return float(terms._arms(pos, deltas).sum())
+
+    elbows, wrists = cost(0.1, 1e9), cost(1e9, 0.1)
+    assert elbows > 1.0 and wrists > 1.0
+    assert cost(0.1, 0.1) == pytest.approx(elbows + wrists, rel=1e-9)
+    assert cost(0.3, 0.1) == pytest.approx(elbows / 9 + wrists, rel=1e-9)
+
+
 def test_the_trunk_and_arms_accelerate_on_a_tighter_scale_than_the_legs(scene):
     """A body still over five frames but for a 1 cm jolt of the middle one: each joint's second
     differences are (1, -2, 1) cm, so each costs 6 cm^2 over its scale squared, the four knees and
